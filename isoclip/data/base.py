@@ -1,0 +1,148 @@
+"""Dataset containers shared by the embedded default and the real path.
+
+A researcher brings their own data as any collection of (image, caption, label) triples;
+our synthetic generator and the paper's dataset loaders produce the same containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+ImageSource = Union[np.ndarray, Sequence[Image.Image], Sequence[Union[str, os.PathLike]]]
+
+
+def _hash_update_array(h: "hashlib._Hash", a: np.ndarray) -> None:
+    a = np.ascontiguousarray(a)
+    h.update(str(a.dtype).encode())
+    h.update(str(a.shape).encode())
+    h.update(a.tobytes())
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """Images with integer class labels.
+
+    Attributes:
+        images: either a uint8 array of shape [N, H, W, 3], a sequence of N ``PIL.Image``,
+            or a sequence of N image file paths (opened lazily, converted to RGB).
+        labels: int64 array of shape [N] (class index into ``class_names``).
+        class_names: human-readable class names, ``len == n_classes``.
+        name: dataset identifier (part of every feature-cache key), e.g. ``"synthetic/query"``.
+        captions: optional list of N captions paired with the images (image-caption data).
+    """
+
+    images: ImageSource
+    labels: np.ndarray
+    class_names: list[str]
+    name: str
+    captions: list[str] | None = None
+    _fingerprint: list[str] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(
+                f"labels: expected shape [{n}] (one label per image), got {labels.shape}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+        if n and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+            raise ValueError(
+                f"labels: expected values in [0, {len(self.class_names)}) "
+                f"(len(class_names)), got range [{labels.min()}, {labels.max()}]"
+            )
+        if self.captions is not None and len(self.captions) != n:
+            raise ValueError(
+                f"captions: expected {n} captions (one per image), got {len(self.captions)}"
+            )
+        if isinstance(self.images, np.ndarray):
+            if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+                raise ValueError(
+                    "images: expected a uint8 array of shape [N, H, W, 3], got "
+                    f"{self.images.dtype} {self.images.shape}"
+                )
+        object.__setattr__(self, "labels", labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, i: int) -> Image.Image:
+        """Image ``i`` as an RGB ``PIL.Image`` (what a model's ``preprocess`` expects)."""
+        src = self.images[i]
+        if isinstance(src, np.ndarray):
+            return Image.fromarray(src, mode="RGB")
+        if isinstance(src, Image.Image):
+            return src.convert("RGB")
+        with Image.open(src) as im:
+            return im.convert("RGB")
+
+    def fingerprint(self) -> str:
+        """A sha256 of the content (pixels or file path+size+mtime, labels, captions, name).
+
+        Used in cache keys: any change of the data changes the key.
+        """
+        if self._fingerprint:
+            return self._fingerprint[0]
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        if isinstance(self.images, np.ndarray):
+            _hash_update_array(h, self.images)
+        else:
+            for src in self.images:
+                if isinstance(src, Image.Image):
+                    h.update(src.convert("RGB").tobytes())
+                else:
+                    p = Path(src)
+                    st = p.stat()
+                    h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        _hash_update_array(h, self.labels)
+        for c in self.class_names:
+            h.update(c.encode() + b"\0")
+        for c in self.captions or []:
+            h.update(c.encode() + b"\0")
+        fp = h.hexdigest()
+        self._fingerprint.append(fp)
+        return fp
+
+
+@dataclass(frozen=True, eq=False)
+class TextDataset:
+    """Captions with integer labels (text-text retrieval: same label = relevant).
+
+    Attributes:
+        texts: N strings.
+        labels: int64 array of shape [N].
+        name: dataset identifier used in cache keys.
+    """
+
+    texts: list[str]
+    labels: np.ndarray
+    name: str
+
+    def __post_init__(self) -> None:
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or labels.shape[0] != len(self.texts):
+            raise ValueError(
+                f"labels: expected shape [{len(self.texts)}] (one per text), got {labels.shape}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels: expected integer labels, got dtype {labels.dtype}")
+        object.__setattr__(self, "labels", labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.name.encode())
+        for t in self.texts:
+            h.update(t.encode() + b"\0")
+        _hash_update_array(h, self.labels)
+        return h.hexdigest()

@@ -1,0 +1,63 @@
+"""The embedded default: the synthetic world plus the tiny model trained on it.
+
+Every chapter of the book starts from :func:`embedded_default` with its notebook parameters;
+the defaults here are what CI builds. Training is cached (see :mod:`isoclip.train`), so all
+chapters share one trained model per parameter set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .data.synthetic import SyntheticWorld, WorldConfig, make_world
+from .train import TrainConfig, TrainedModel, load_or_train
+
+#: Training configuration of the book's default model.
+DEFAULT_TRAIN = TrainConfig(model="isoclip-tiny-vit", steps=800, batch_size=256, lr=1e-3,
+                            weight_decay=0.1, warmup_frac=0.1, temperature=None, seed=0)
+
+#: The book's default world.
+DEFAULT_WORLD = WorldConfig()
+
+
+@dataclass
+class Embedded:
+    """The synthetic world and the model trained on its train split."""
+
+    world: SyntheticWorld
+    trained: TrainedModel
+
+    @property
+    def bundle(self):  # noqa: ANN201 - ModelBundle, kept import-light
+        return self.trained.bundle
+
+
+def train_config(**overrides: Any) -> TrainConfig:
+    """``DEFAULT_TRAIN`` with notebook-parameter overrides (``None`` values are ignored)."""
+    return replace(DEFAULT_TRAIN, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def world_config(**overrides: Any) -> WorldConfig:
+    """``DEFAULT_WORLD`` with overrides (``None`` values are ignored)."""
+    return replace(DEFAULT_WORLD, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def embedded_default(world: WorldConfig = DEFAULT_WORLD, train: TrainConfig = DEFAULT_TRAIN,
+                     *, progress: bool = True, cache: bool = True) -> Embedded:
+    """Generate the world and load (or train and cache) the model trained on it."""
+    w = make_world(world)
+    trained = load_or_train(w.train, train, progress=progress, cache=cache)
+    return Embedded(world=w, trained=trained)
+
+
+def resolve_model(model: str = "embedded", pretrained: str | None = None, *,
+                  device: str = "cpu", world: WorldConfig = DEFAULT_WORLD,
+                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True):  # noqa: ANN201
+    """The model a notebook's parameters name: ``"embedded"`` = our trained tiny model,
+    anything else = :func:`isoclip.models.load_model` (real path, same code downstream)."""
+    from .models import load_model
+
+    if model == "embedded":
+        return embedded_default(world, train, progress=progress).bundle
+    return load_model(model, pretrained, device=device)

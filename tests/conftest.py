@@ -1,0 +1,39 @@
+"""Test-wide setup: no test may touch the network, and caches go to a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+# Before anything imports huggingface_hub: never try the hub (fail fast instead of retrying).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+class NetworkAccessError(RuntimeError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with outbound sockets blocked (AF_UNIX stays allowed)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> None:
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        raise NetworkAccessError(f"test tried to open a network connection to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda *a, **k: (_ for _ in ()).throw(
+                            NetworkAccessError(f"test tried create_connection{a!r}")))
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Point ``$ISOCLIP_CACHE`` at a fresh temporary folder."""
+    monkeypatch.setenv("ISOCLIP_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
