@@ -116,7 +116,7 @@ def image_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, 
     Equals the model's ``preprocess`` (ToTensor + Normalize) for images already at the model's
     resolution (tested), without the PIL round trip.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s

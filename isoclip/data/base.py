@@ -46,6 +46,12 @@ class ImageDataset:
     _fingerprint: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.images, np.ndarray):
+            if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+                raise ValueError(
+                    "images: expected a uint8 array of shape [N, H, W, 3], got "
+                    f"{self.images.dtype} {self.images.shape}"
+                )
         n = len(self.images)
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != n:
@@ -63,12 +69,6 @@ class ImageDataset:
             raise ValueError(
                 f"captions: expected {n} captions (one per image), got {len(self.captions)}"
             )
-        if isinstance(self.images, np.ndarray):
-            if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-                raise ValueError(
-                    "images: expected a uint8 array of shape [N, H, W, 3], got "
-                    f"{self.images.dtype} {self.images.shape}"
-                )
         object.__setattr__(self, "labels", labels.astype(np.int64))
 
     def __len__(self) -> int:
