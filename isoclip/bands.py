@@ -32,7 +32,22 @@ from torch import Tensor
 from .operator import SVD, svd
 from .projectors import Projectors
 
-__all__ = ["Band", "band_basis", "iso_projectors"]
+__all__ = ["Band", "band_basis", "iso_projectors", "paper_scaled_band", "PAPER_BANDS"]
+
+#: The official per-backbone bands (k_top, k_bottom) of the IsoCLIP scripts, with the rank r of
+#: Psi they apply to (papers.md A.b: ``exp_img-img_retrieval/*.sh``, ``exp_txt-txt_retrieval``).
+PAPER_BANDS: dict[tuple[str, str, str], tuple[int, int, int]] = {
+    # (model, pretrained, task): (k_top, k_bottom, r)
+    ("ViT-B-32", "openai", "image"): (150, 50, 512),
+    ("ViT-B-32", "openai", "text"): (20, 100, 512),
+    ("ViT-B-16", "openai", "image"): (200, 50, 512),
+    ("ViT-B-16", "openai", "text"): (10, 50, 512),
+    ("ViT-L-14", "openai", "image"): (250, 200, 768),
+    ("ViT-L-14", "openai", "text"): (10, 300, 768),
+    ("ViT-B-16", "datacomp_xl_s13b_b90k", "image"): (100, 100, 512),
+    ("ViT-B-16", "datacomp_xl_s13b_b90k", "text"): (2, 150, 512),
+    ("ViT-B-32", "datacomp_xl_s13b_b90k", "image"): (50, 50, 512),
+}
 
 
 @dataclass(frozen=True)
@@ -103,3 +118,27 @@ def iso_projectors(P: Projectors, band: Band, dec: SVD | None = None) -> Project
     W_t = (P.W_t.double() @ V_S) @ V_S.T
     return Projectors(W_i=W_i.to(P.dtype), W_t=W_t.to(P.dtype), b_i=P.b_i, b_t=P.b_t,
                       image_linearized=P.image_linearized)
+
+
+def paper_scaled_band(r: int, model: str = "ViT-B-32", pretrained: str = "openai",
+                      task: str = "image") -> Band:
+    """The paper's band for ``(model, pretrained, task)`` rescaled to rank ``r``.
+
+    ``k = round(k_paper * r / r_paper)`` for both ends (at least one direction is kept). This is a
+    reference for comparing spectra of different sizes (e.g. drawing the ViT-B/32 band on a
+    64-rank tiny model), not a band chosen for the model at hand.
+
+    Raises:
+        KeyError: no official band for that backbone/task (the message lists the known ones).
+    """
+    key = (model, pretrained, task)
+    if key not in PAPER_BANDS:
+        raise KeyError(f"no official IsoCLIP band for {key}; known: {sorted(PAPER_BANDS)}")
+    k_top, k_bottom, r_paper = PAPER_BANDS[key]
+    top, bottom = round(k_top * r / r_paper), round(k_bottom * r / r_paper)
+    while top + bottom >= r and (top or bottom):
+        if top >= bottom:
+            top -= 1
+        else:
+            bottom -= 1
+    return Band(top, bottom)

@@ -284,3 +284,17 @@ def test_sweep_recipe_from_the_bands_docstring(tiny: Tiny) -> None:
         norms = sims.diagonal().sqrt()
         u = iso_projectors(P, band, dec).project_image(f)
         torch.testing.assert_close(sims / (norms[:, None] * norms), cos_matrix(u, u))
+
+
+def test_paper_scaled_band() -> None:
+    from isoclip.bands import PAPER_BANDS, paper_scaled_band
+
+    assert paper_scaled_band(512) == Band(150, 50)          # identity at the paper's rank
+    assert paper_scaled_band(64) == Band(19, 6)             # 150*64/512 = 18.75, 50*64/512 = 6.25
+    assert paper_scaled_band(768, "ViT-L-14", "openai", "text") == Band(10, 300)
+    for key in PAPER_BANDS:
+        for r in (2, 3, 7, 64):
+            b = paper_scaled_band(r, *key)
+            assert b.kept(r) >= 1
+    with pytest.raises(KeyError, match="known"):
+        paper_scaled_band(64, "RN50", "openai")
