@@ -1,0 +1,46 @@
+"""isoclip: the reference companion of IsoCLIP (CVPR 2026) and the work around it.
+
+The public API, by stage of the data flow (see the book's introduction):
+
+- models: :func:`load_model` (any open_clip name/tag or an isoclip tiny config),
+  :class:`ModelBundle`, :class:`MissingWeightsError`.
+- projectors: :func:`get_projectors` -> :class:`Projectors` (W_i [d, d_i], W_t [d, d_t]),
+  :func:`encode_image_preproj`, :func:`encode_text_preproj`.
+- operator: :func:`psi`, :func:`psi_image`, :func:`psi_text`, :func:`svd`, :func:`spectrum_stats`.
+- bands: :class:`Band`, :func:`iso_projectors` (IsoCLIP's Ŵ_i = W_i U_S U_Sᵀ, Ŵ_t = W_t V_S V_Sᵀ).
+- gradients: :func:`cosine_decomposition`, :func:`feature_gradients`, :func:`weight_gradients`.
+- features / evaluate: :func:`image_features`, :func:`text_features`, ``isoclip.evaluate``.
+- the embedded default: ``isoclip.data.synthetic``, ``isoclip.train``, ``isoclip.embedded``.
+"""
+
+from .bands import Band, iso_projectors, paper_scaled_band
+from .features import image_features, text_features
+from .gradients import cosine_decomposition, feature_gradients, weight_gradients
+from .models import MissingWeightsError, ModelBundle, load_model
+from .operator import psi, psi_image, psi_text, spectrum_stats, svd
+from .projectors import Projectors, encode_image_preproj, encode_text_preproj, get_projectors
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Band",
+    "MissingWeightsError",
+    "ModelBundle",
+    "Projectors",
+    "cosine_decomposition",
+    "encode_image_preproj",
+    "encode_text_preproj",
+    "feature_gradients",
+    "get_projectors",
+    "image_features",
+    "iso_projectors",
+    "load_model",
+    "paper_scaled_band",
+    "psi",
+    "psi_image",
+    "psi_text",
+    "spectrum_stats",
+    "svd",
+    "text_features",
+    "weight_gradients",
+]

@@ -9,7 +9,9 @@ where to put it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,24 @@ from .cache import file_sha256, stable_hash
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 _REGISTERED = False
+
+
+@contextlib.contextmanager
+def expected_random_init() -> "contextlib.AbstractContextManager[None]":
+    """Silence open_clip's "No pretrained weights loaded" warning where random init is intended
+    (our tiny models before training, ``pretrained=None`` tests); other warnings pass."""
+
+    class _Filter(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    flt = _Filter()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 class MissingWeightsError(RuntimeError):
@@ -160,11 +180,13 @@ def load_model(
         weights_id = f"tag:{pretrained_str}"
 
     torch.manual_seed(seed)
+    quiet = expected_random_init() if pretrained_str is None else contextlib.nullcontext()
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained_str, device=dev,
-            cache_dir=None if cache_dir is None else str(cache_dir),
-        )
+        with quiet:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained_str, device=dev,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+            )
     except RuntimeError as e:
         if pretrained_str is not None and weights_id.startswith("tag:"):
             raise MissingWeightsError(_weights_hint(name, pretrained_str)) from e

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .cache import cached, stable_hash
 from .data.base import ImageDataset
-from .models import ModelBundle, load_model, register_configs
+from .models import ModelBundle, expected_random_init, load_model, register_configs
 
 #: Bump when a change of this module changes trained weights.
 TRAIN_CODE_VERSION = 1
@@ -105,7 +105,8 @@ class TrainedModel:
         """A fresh copy of the model with the weights saved at ``step`` (eval mode)."""
         if step not in self.checkpoints:
             raise KeyError(f"step {step}: no checkpoint; saved steps are {sorted(self.checkpoints)}")
-        model = open_clip.create_model(self.config.model, pretrained=None)
+        with expected_random_init():
+            model = open_clip.create_model(self.config.model, pretrained=None)
         model.load_state_dict(self.checkpoints[step])
         return model.eval()
 
