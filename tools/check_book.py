@@ -1,8 +1,8 @@
 """Open every page of the built book in headless Chromium and check what a reader would see.
 
 For each document in ``_toc.yml``: the page loads from disk with no request leaving the machine,
-every figure has a non-zero rendered size, no page shows a Python traceback or an error
-output, and math renders (MathJax served locally). Exit status 1 lists every failure.
+every figure has a non-zero rendered size, no page shows a Python traceback, an error
+output or stray stderr (warnings, logging), and math renders (MathJax served locally). Exit status 1 lists every failure.
 
 Usage: python tools/check_book.py [_build/html]
 """
@@ -59,8 +59,11 @@ def check(html_dir: Path) -> list[str]:
             text = page.inner_text("body")
             if "Traceback (most recent call last)" in text or page.locator(".output.traceback").count():
                 failures.append(f"{doc}: shows a Python traceback")
-            if page.locator("div.output.error, .output.stderr pre:has-text('Error')").count():
+            if page.locator("div.output.error").count():
                 failures.append(f"{doc}: shows an error output")
+            if page.locator("div.output.stderr").count():
+                first = page.locator("div.output.stderr").first.inner_text()[:200]
+                failures.append(f"{doc}: shows stderr output (warnings/logging): {first!r}")
             imgs = page.locator("main img")
             n_imgs = imgs.count()
             for i in range(n_imgs):
