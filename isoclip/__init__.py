@@ -7,13 +7,14 @@ The public API, by stage of the data flow (see the book's introduction):
 - projectors: :func:`get_projectors` -> :class:`Projectors` (W_i [d, d_i], W_t [d, d_t]),
   :func:`encode_image_preproj`, :func:`encode_text_preproj`.
 - operator: :func:`psi`, :func:`psi_image`, :func:`psi_text`, :func:`svd`, :func:`spectrum_stats`.
-- bands: :class:`Band`, :func:`iso_projectors` (IsoCLIP's Ŵ_i = W_i U_S U_Sᵀ, Ŵ_t = W_t V_S V_Sᵀ).
+- bands: :class:`Band`, :func:`iso_projectors` (IsoCLIP's Ŵ_i = W_i U_S U_Sᵀ, Ŵ_t = W_t V_S V_Sᵀ),
+  :func:`sweep_bands` (all (k_top, k_bottom) at once), :func:`select_band` (label-free).
 - gradients: :func:`cosine_decomposition`, :func:`feature_gradients`, :func:`weight_gradients`.
 - features / evaluate: :func:`image_features`, :func:`text_features`, ``isoclip.evaluate``.
 - the embedded default: ``isoclip.data.synthetic``, ``isoclip.train``, ``isoclip.embedded``.
 """
 
-from .bands import Band, iso_projectors, paper_scaled_band
+from .bands import Band, iso_projectors, paper_scaled_band, select_band, sweep_bands
 from .features import image_features, text_features
 from .gradients import cosine_decomposition, feature_gradients, weight_gradients
 from .models import MissingWeightsError, ModelBundle, load_model
@@ -37,6 +38,8 @@ __all__ = [
     "load_model",
     "paper_scaled_band",
     "psi",
+    "select_band",
+    "sweep_bands",
     "psi_image",
     "psi_text",
     "spectrum_stats",

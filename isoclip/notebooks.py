@@ -19,6 +19,7 @@ A parameter set is YAML::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,9 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     import nbformat
     import papermill as pm
 
+    # Figures must be rendered into the notebook (image/png outputs): a non-inline backend
+    # inherited from the environment (e.g. MPLBACKEND=Agg) would leave glued figures empty.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     data = load_params(params)
     out_dir = Path(out)
     if not out_dir.is_absolute():

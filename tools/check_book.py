@@ -64,13 +64,18 @@ def check(html_dir: Path) -> list[str]:
             if page.locator("div.output.stderr").count():
                 first = page.locator("div.output.stderr").first.inner_text()[:200]
                 failures.append(f"{doc}: shows stderr output (warnings/logging): {first!r}")
+            figures = page.locator("main figure")
+            for i in range(figures.count()):
+                fig = figures.nth(i)
+                if fig.locator("img, svg").count() == 0:
+                    failures.append(f"{doc}: figure {i} ({fig.get_attribute('id')}) has no image")
             imgs = page.locator("main img")
             n_imgs = imgs.count()
             for i in range(n_imgs):
                 box = imgs.nth(i).evaluate(
                     "e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width]")
                 if not (box[0] and box[1] > 0 and box[2] > 0):
-                    failures.append(f"{doc}: figure {i} has zero size or did not load ({box})")
+                    failures.append(f"{doc}: image {i} has zero size or did not load ({box})")
             if "$" in page.inner_text("main") and page.locator("mjx-container").count() == 0 \
                     and page.locator(".math").count():
                 failures.append(f"{doc}: math did not render (MathJax not loaded)")

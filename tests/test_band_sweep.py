@@ -1,0 +1,131 @@
+"""Band sweep == naive per-band path; band selection; band-analysis helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from isoclip.band_analysis import histogram_overlap, pos_neg_scores, region_bands
+from isoclip.bands import (Band, BandScorer, best_band, iso_projectors, naive_band_metrics,
+                           select_band, sweep_bands)
+from isoclip.evaluate.retrieval import evaluate
+from isoclip.operator import svd
+from isoclip.projectors import Projectors
+
+
+def _random(seed: int, bias: bool, d: int = 12, d_i: int = 10, d_t: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    P = Projectors(W_i=torch.randn(d, d_i, generator=g), W_t=torch.randn(d, d_t, generator=g),
+                   b_i=torch.randn(d, generator=g) if bias else None,
+                   b_t=torch.randn(d, generator=g) if bias else None)
+    fi = torch.randn(90, d_i, generator=g)
+    ft = torch.randn(90, d_t, generator=g)
+    labels = torch.randint(0, 6, (90,), generator=g)
+    return P, fi, ft, labels
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_sweep_equals_naive_random(bias: bool, modality: str) -> None:
+    P, fi, ft, y = _random(1, bias)
+    f = fi if modality == "image" else ft
+    q, g, ql, gl = f[:30], f[30:], y[:30], y[30:]
+    sw = sweep_bands(P, q, g, ql, gl, modality, metric=["mAP", "mAP@R", "P@R", "R@1"])
+    r = svd(P).r
+    assert len(sw) == r * (r + 1) // 2
+    for _, row in sw.iloc[::3].iterrows():
+        ref = naive_band_metrics(P, q, g, ql, gl, Band(int(row.k_top), int(row.k_bottom)),
+                                 modality)
+        for m in ("mAP", "mAP@R", "P@R", "R@1"):
+            assert row[m] == pytest.approx(ref[m], abs=1e-6), (row.k_top, row.k_bottom, m)
+
+
+def test_sweep_same_split_and_float32_matches_evaluate() -> None:
+    P, fi, _, y = _random(2, False)
+    sw = sweep_bands(P, fi, fi, y, y, "image", same_split=True, dtype=torch.float32)
+    # with 1-2 kept directions cosines are (nearly) +-1: float32 noise decides tie orders
+    for _, row in sw[sw.kept >= 3].iloc[::5].iterrows():
+        band = Band(int(row.k_top), int(row.k_bottom))
+        iso = iso_projectors(P, band)
+        e = iso.project_image(fi)
+        ref = evaluate(e, e, y, y, same_split=True)["mAP"]
+        assert row.mAP == pytest.approx(ref, abs=1e-3)
+        exact = naive_band_metrics(P, fi, fi, y, y, band, same_split=True)["mAP"]
+        assert row.mAP == pytest.approx(exact, abs=1e-3)
+
+
+def test_ranker_ties_fall_back_to_exact_rule() -> None:
+    from isoclip.bands import _FastRanker
+    from isoclip.evaluate.retrieval import evaluate_scores
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 5, (20, 40), generator=g).double() / 4  # many exact ties
+    ql = torch.randint(0, 4, (20,), generator=g)
+    gl = torch.randint(0, 4, (40,), generator=g)
+    got = _FastRanker(ql, gl, False).metrics(scores, ("mAP", "P@R"))
+    ref = evaluate_scores(scores, ql, gl)
+    assert got["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)
+    assert got["P@R"] == pytest.approx(ref["P@R"], abs=1e-9)
+
+
+def test_scorer_is_the_iso_projector_cosine_with_bias() -> None:
+    P, fi, _, _ = _random(4, True)
+    s = BandScorer(P, fi[:5], fi[5:9]).scores(Band(1, 2))
+    e = iso_projectors(P.double(), Band(1, 2)).project_image(fi.double())
+    e = e / e.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(s, e[:5] @ e[5:9].T)
+
+
+def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:  # noqa: ANN001
+    P, f, w = embedded_bundle_preproj
+    q, g = f.query_images[::4], f.gallery_images[::4]
+    ql, gl = w.query.labels[::4], w.gallery.labels[::4]
+    sw = sweep_bands(P, q, g, ql, gl, "image", [0, 7, 20], [0, 9])
+    for _, row in sw.iterrows():
+        ref = naive_band_metrics(P, q, g, ql, gl, Band(int(row.k_top), int(row.k_bottom)))
+        assert row.mAP == pytest.approx(ref["mAP"], abs=1e-6)
+    swt = sweep_bands(P, f.text_query[::2], f.text_gallery[::2], w.text_query.labels[::2],
+                      w.text_gallery.labels[::2], "text", [0, 3], [0, 12])
+    for _, row in swt.iterrows():
+        ref = naive_band_metrics(P, f.text_query[::2], f.text_gallery[::2],
+                                 w.text_query.labels[::2], w.text_gallery.labels[::2],
+                                 Band(int(row.k_top), int(row.k_bottom)), "text")
+        assert row.mAP == pytest.approx(ref["mAP"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def embedded_bundle_preproj():  # noqa: ANN201
+    from isoclip import embedded
+    from isoclip.experiments import world_features
+    from isoclip.projectors import get_projectors
+    emb = embedded.embedded_default(progress=False)
+    return (get_projectors(emb.bundle.model),
+            world_features(emb.bundle, emb.world, kind="preproj"), emb.world)
+
+
+def test_select_band_isotropy_rule() -> None:
+    # flat middle, steep ends: the rule drops exactly the steep ends
+    S = torch.cat([torch.tensor([100.0, 30.0, 10.0]), torch.full((20,), 1.0)
+                   - torch.linspace(0, 0.1, 20), torch.tensor([0.05, 0.001])])
+    r = len(S)
+    U = torch.linalg.qr(torch.randn(r, r, dtype=torch.float64))[0]
+    P = Projectors(W_i=(U * S.double()).T.contiguous(), W_t=torch.eye(r, dtype=torch.float64))
+    assert select_band(P, "isotropy") == Band(3, 2)
+    flat = Projectors(W_i=torch.eye(6), W_t=torch.eye(6))
+    assert select_band(flat, "isotropy") == Band(0, 0)
+    assert select_band(P, "paper", task="text") == Band(1, 5)
+    with pytest.raises(ValueError):
+        select_band(P, "nope")
+
+
+def test_best_band_and_helpers() -> None:
+    import pandas as pd
+    sw = pd.DataFrame({"k_top": [0, 1], "k_bottom": [0, 2], "kept": [5, 2], "mAP": [1.0, 3.0]})
+    assert best_band(sw) == Band(1, 2)
+    assert region_bands(10, Band(2, 3)) == {"top": Band(0, 8), "middle": Band(2, 3),
+                                            "bottom": Band(7, 0)}
+    assert list(region_bands(10, Band(0, 3))) == ["middle", "bottom"]
+    assert histogram_overlap(np.arange(10.0), np.arange(10.0)) == pytest.approx(1.0)
+    assert histogram_overlap(np.zeros(5), np.ones(5), bins=4) == 0.0
+    pos, neg = pos_neg_scores(torch.eye(3), [0, 1, 1], [0, 1, 1], same_split=True)
+    assert sorted(pos.tolist()) == [0.0, 0.0] and len(neg) == 4
