@@ -8,7 +8,7 @@ relevant (same label), R is the number of relevant items and ``P@k = (1/k) sum_{
   ``retrieval_average_precision`` as used by IsoCLIP ``src/retrieval.py:522-586``.
 - **AP@R** (``mAP@R``) = (1/R) sum_{k<=R} rel_k P@k: IsoCLIP ``retrieval_average_precision_atk``
   (``src/utils.py:207-232``) with ``top_k = R``, i.e. Musgrave et al.'s MAP@R.
-- **P@R** (R-precision) = P@R: torchmetrics ``retrieval_r_precision``.
+- **P@R** (R-precision) = P@k at k = R: torchmetrics ``retrieval_r_precision``.
 - **P@k** = P@k with divisor k even when fewer than k items exist (torchmetrics
   ``retrieval_precision``, ``adaptive_k=False``).
 - **R@k** = 1 if a relevant item is among the top k, else 0 (torchmetrics
@@ -37,17 +37,18 @@ class in same-split retrieval) are skipped: every metric averages over the other
 ones. If no query has a relevant item a ValueError is raised. (The official code scores such
 queries 0 for mAP and P@R but NaN for mAP@R.)
 
-**torchmetrics versions.** The official environment pins torchmetrics 1.4.0.post0. Since
-torchmetrics PR #3104 (in 1.9.0) ``retrieval_average_precision`` and ``retrieval_precision``
-treat every item with a score <= 0 as non-relevant, which changes AP whenever a relevant
-item has a non-positive cosine. The definitions here are the 1.4 (textbook) ones.
+**torchmetrics versions.** The official environment pins torchmetrics 1.4.0.post0. In
+torchmetrics 1.9.0 (installed here; not in 1.4.0) ``retrieval_average_precision`` and
+``retrieval_precision`` treat every item with a score <= 0 as non-relevant, which changes AP
+whenever a relevant item has a non-positive cosine. The definitions here are the 1.4
+(textbook) ones.
 
 **Algorithm.** Queries are processed in chunks of ``chunk_size`` rows (memory is
-O(chunk_size x gallery)). For each chunk the similarity rows are sorted once (values only,
-numpy's sort on ``torch.get_num_threads()`` blocks of rows in parallel),
-the relevant items' scores are located in the sorted rows by binary search, which gives the
-rank of every relevant item, and all metrics follow from those ranks. Rows in which a
-relevant item ties with a non-relevant one are re-ranked exactly by a stable argsort.
+O(chunk_size x gallery)). For each chunk the similarity rows are sorted once (values only;
+numpy's sort on ``torch.get_num_threads()`` blocks of rows in parallel) and the relevant
+items' scores are located in the sorted rows by binary search, which gives the rank of every
+relevant item; all metrics follow from those ranks. Rows in which a relevant item ties with
+a non-relevant one are re-ranked exactly by a stable argsort.
 Everything runs on the CPU (inputs on another device are copied).
 
 **Revisited Oxford/Paris** (:func:`evaluate_revisited`): revisitop ``compute_map``
@@ -119,7 +120,7 @@ def as_labels(name: str, y: Any, n: int, n_name: str) -> Tensor:
         a = np.asarray(y)
         if a.size and not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"{name}: expected integer labels, got dtype {a.dtype}")
-        t = torch.from_numpy(a.astype(np.int64, copy=False))
+        t = torch.from_numpy(np.array(a, dtype=np.int64))  # a copy: inputs may be read-only
     if t.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D label vector, got shape {tuple(t.shape)}")
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
@@ -203,18 +204,29 @@ class _Relevance:
         return cols, valid
 
 
-def _sort_rows(scores: Tensor, pool: ThreadPoolExecutor, n_parts: int) -> Tensor:
-    """Each row sorted ascending (values only): numpy's sort, which releases the GIL, on
-    ``n_parts`` blocks of rows in parallel. [C, G] -> [C, G] (a new tensor)."""
+def _count_greater(scores: Tensor, values: Tensor, pool: ThreadPoolExecutor, n_parts: int
+                   ) -> tuple[Tensor, Tensor]:
+    """Sort each row of ``scores`` [C, G] and count its entries greater than ``values`` [C, R].
+
+    numpy's sort (it releases the GIL) and the binary search run on ``n_parts`` blocks of rows
+    in parallel. Returns (rows sorted ascending [C, G], counts [C, R] int64).
+    """
     out = scores.numpy().copy()
-    blocks = [b for b in np.array_split(out, n_parts) if len(b)]
-    list(pool.map(lambda b: b.sort(axis=1), blocks))
-    return torch.from_numpy(out)
+    g = out.shape[1]
+    bounds = np.linspace(0, out.shape[0], n_parts + 1).astype(int)
+
+    def block(a: int, b: int) -> Tensor:
+        out[a:b].sort(axis=1)
+        return g - torch.searchsorted(torch.from_numpy(out[a:b]), values[a:b], right=True)
+
+    parts = pool.map(block, bounds[:-1].tolist(), bounds[1:].tolist())
+    return torch.from_numpy(out), torch.cat(list(parts))
 
 
 def _ranks_chunk(scores: Tensor, cols: Tensor, valid: Tensor, self_cols: Tensor | None,
                  gallery_codes: Tensor, query_codes: Tensor,
-                 sort_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+                 count_greater: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+                 ) -> tuple[Tensor, Tensor]:
     """1-based ranks of the relevant items of a chunk of queries.
 
     Args:
@@ -223,35 +235,37 @@ def _ranks_chunk(scores: Tensor, cols: Tensor, valid: Tensor, self_cols: Tensor 
         self_cols: [C] gallery column of each query itself (same-split: it is neither relevant
             nor counted) or None.
         gallery_codes, query_codes: class codes [G] and [C] (for the exact tie path).
-        sort_rows: [C, G] -> the same rows sorted ascending (:func:`_sort_rows`).
+        count_greater: :func:`_count_greater` bound to a thread pool.
 
     Returns:
         (ranks [C, Rmax] int64, ascending per row, padded with G + 1 beyond R;
         R [C] int64, the number of relevant items per query).
     """
-    c, g = scores.shape
+    g = scores.shape[1]
     r = valid.sum(1)
     r_max = cols.shape[1]
-    # relevant scores, descending, padding (-inf) last
+    # relevant scores p, descending, padding (-inf) last
     rel = torch.where(valid, scores.gather(1, cols), -torch.inf)
     rel_desc = torch.sort(rel, dim=1, descending=True).values
     rel_asc = rel_desc.flip(1)  # padding first: Rmax - R entries of -inf
-    # ties among relevant items: how many relevant scores are > and >= each one
+    # ties among relevant items: how many relevant scores are > and >= each p
     rel_gt = r_max - torch.searchsorted(rel_asc, rel_desc, right=True)
-    rel_ge = r_max - torch.searchsorted(rel_asc, rel_desc, right=False)
-    # all items: sort values once, then count the items > and >= each relevant score
-    sorted_rows = sort_rows(scores)
-    n_gt = g - torch.searchsorted(sorted_rows, rel_desc, right=True)
-    n_ge = g - torch.searchsorted(sorted_rows, rel_desc, right=False)
+    rel_eq = r_max - torch.searchsorted(rel_asc, rel_desc, right=False) - rel_gt
+    # all items: sort each row once, count the entries > p
+    sorted_rows, n_above = count_greater(scores, rel_desc)
+    n_gt, own_eq = n_above, torch.zeros_like(n_above)
     if self_cols is not None:  # the query itself is not in its gallery
         own = scores.gather(1, self_cols[:, None])
-        n_gt -= (own > rel_desc).long()
-        n_ge -= (own >= rel_desc).long()
+        n_gt = n_above - (own > rel_desc).long()
+        own_eq = (own == rel_desc).long()
     i = torch.arange(1, r_max + 1)[None, :]
     keep = i <= r[:, None]
     ranks = torch.where(keep, n_gt + i - rel_gt, g + 1)
-    # a relevant item tied with a non-relevant one: the order between them is by index
-    tied = ((n_ge - n_gt) > (rel_ge - rel_gt)) & keep
+    # just below the n_above larger entries, sorted_rows holds the rel_eq relevant entries
+    # equal to p (and the query itself if equal); one more equal entry is a non-relevant tie,
+    # whose order with respect to the relevant ones is by gallery index
+    below = g - n_above - rel_eq - own_eq - 1
+    tied = keep & (below >= 0) & (sorted_rows.gather(1, below.clamp(min=0)) == rel_desc)
     for row in torch.nonzero(tied.any(1)).flatten().tolist():
         order = torch.sort(scores[row], descending=True, stable=True).indices
         if self_cols is not None:
@@ -284,8 +298,8 @@ def _ranks_iter(n_rows: int, chunk: int, relevance: _Relevance, same_split: bool
     out = []
     n_threads = torch.get_num_threads()
     with ThreadPoolExecutor(n_threads) as pool:
-        def sort_rows(x: Tensor) -> Tensor:
-            return _sort_rows(x, pool, n_threads)
+        def count_greater(x: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+            return _count_greater(x, values, pool, n_threads)
 
         for a in range(0, n_rows, chunk):
             rows = torch.arange(a, min(a + chunk, n_rows))
@@ -294,7 +308,7 @@ def _ranks_iter(n_rows: int, chunk: int, relevance: _Relevance, same_split: bool
             with _one_torch_thread():
                 cols, valid = relevance.columns(rows, self_cols)
                 out.append(_ranks_chunk(scores, cols, valid, self_cols, relevance.gallery_codes,
-                                        relevance.query_codes[rows], sort_rows))
+                                        relevance.query_codes[rows], count_greater))
     return out
 
 
