@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,19 +80,20 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
         out_dir = ROOT / out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    tmp_dir = Path(tempfile.mkdtemp(prefix="isoclip-notebooks-"))
     for src in notebook_paths(only):
         nb = jupytext.read(src)
-        declared = pm.inspect_notebook(_write_tmp(nb, out_dir / f".{src.stem}.src.ipynb"))
+        src_ipynb = tmp_dir / f"{src.stem}.ipynb"
+        declared = pm.inspect_notebook(_write_tmp(nb, src_ipynb))
         values = {**(data.get("common") or {}), **((data.get("notebooks") or {}).get(src.stem) or {}),
                   **(overrides or {})}
         injected = {k: v for k, v in values.items() if k in declared}
         dest = out_dir / f"{src.stem}.ipynb"
         t0 = time.perf_counter()
         print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
-        pm.execute_notebook(str(out_dir / f".{src.stem}.src.ipynb"), str(dest),
-                            parameters=injected, kernel_name=kernel, cwd=str(ROOT),
-                            progress_bar=False)
-        (out_dir / f".{src.stem}.src.ipynb").unlink()
+        pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected, kernel_name=kernel,
+                            cwd=str(ROOT), progress_bar=False)
+        src_ipynb.unlink()
         executed = nbformat.read(dest, as_version=4)
         for cell in executed.cells:
             tags = cell.get("metadata", {}).get("tags", [])
@@ -100,6 +102,7 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
         nbformat.write(executed, dest)
         print(f"[notebooks] {src.stem} done in {time.perf_counter() - t0:.0f} s", flush=True)
         written.append(dest)
+    tmp_dir.rmdir()
     return written
 
 

@@ -67,8 +67,9 @@ def check(html_dir: Path) -> list[str]:
             figures = page.locator("main figure")
             for i in range(figures.count()):
                 fig = figures.nth(i)
-                if fig.locator("img, svg").count() == 0:
-                    failures.append(f"{doc}: figure {i} ({fig.get_attribute('id')}) has no image")
+                if fig.locator("img, svg, table").count() == 0:
+                    failures.append(f"{doc}: figure {i} ({fig.get_attribute('id')}) is empty "
+                                    "(no image or table)")
             imgs = page.locator("main img")
             n_imgs = imgs.count()
             for i in range(n_imgs):
