@@ -167,15 +167,8 @@ def _coefficients(P: Projectors, f: Tensor, g: Tensor, tau: float,
 
 
 @dataclass(frozen=True, eq=False)
-class FeatureGradients:
-    """Gradient of the CLIP loss w.r.t. the pre-projection features, split by operator (float64).
-
-    Attributes:
-        image_alignment: [N, d_i] ``sum_t alpha_it Psi g_t``.
-        image_normalization: [N, d_i] ``-s_i Psi_i f_i / |W_i f_i|^2``.
-        text_alignment: [N, d_t] ``sum_i alpha_it Psi^T f_i``.
-        text_normalization: [N, d_t] ``-s'_t Psi_t g_t / |W_t g_t|^2``.
-    """
+class _SplitGradient:
+    """An image and a text gradient, each the sum of an alignment and a normalization term."""
 
     image_alignment: Tensor
     image_normalization: Tensor
@@ -184,13 +177,26 @@ class FeatureGradients:
 
     @property
     def image(self) -> Tensor:
-        """[N, d_i] full ``dL/df``."""
+        """The full image-side gradient (alignment + normalization)."""
         return self.image_alignment + self.image_normalization
 
     @property
     def text(self) -> Tensor:
-        """[N, d_t] full ``dL/dg``."""
+        """The full text-side gradient (alignment + normalization)."""
         return self.text_alignment + self.text_normalization
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureGradients(_SplitGradient):
+    """Gradient of the CLIP loss w.r.t. the pre-projection features, split by operator (float64).
+
+    Attributes:
+        image_alignment: [N, d_i] ``sum_t alpha_it Psi g_t``.
+        image_normalization: [N, d_i] ``-s_i Psi_i f_i / |W_i f_i|^2``.
+        text_alignment: [N, d_t] ``sum_i alpha_it Psi^T f_i``.
+        text_normalization: [N, d_t] ``-s'_t Psi_t g_t / |W_t g_t|^2``.
+        image, text: [N, d_i] full ``dL/df``, [N, d_t] full ``dL/dg``.
+    """
 
 
 def feature_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
@@ -219,7 +225,7 @@ def feature_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
 
 
 @dataclass(frozen=True, eq=False)
-class WeightGradients:
+class WeightGradients(_SplitGradient):
     """Gradient of the CLIP loss w.r.t. the projectors, split like the feature gradient (float64).
 
     Attributes:
@@ -227,22 +233,8 @@ class WeightGradients:
         image_normalization: [d, d_i] ``-W_i sum_i (s_i / |W_i f_i|^2) f_i f_i^T``.
         text_alignment: [d, d_t] ``W_i sum_it alpha_it f_i g_t^T``.
         text_normalization: [d, d_t] ``-W_t sum_t (s'_t / |W_t g_t|^2) g_t g_t^T``.
+        image, text: [d, d_i] full ``dL/dW_i``, [d, d_t] full ``dL/dW_t``.
     """
-
-    image_alignment: Tensor
-    image_normalization: Tensor
-    text_alignment: Tensor
-    text_normalization: Tensor
-
-    @property
-    def image(self) -> Tensor:
-        """[d, d_i] full ``dL/dW_i``."""
-        return self.image_alignment + self.image_normalization
-
-    @property
-    def text(self) -> Tensor:
-        """[d, d_t] full ``dL/dW_t``."""
-        return self.text_alignment + self.text_normalization
 
 
 def weight_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
