@@ -6,6 +6,7 @@ import os
 import socket
 
 import pytest
+import torch
 
 # Before anything imports huggingface_hub: never try the hub (fail fast instead of retrying).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -37,3 +38,20 @@ def isolated_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
     """Point ``$ISOCLIP_CACHE`` at a fresh temporary folder."""
     monkeypatch.setenv("ISOCLIP_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (many small ops: faster on 2 shared cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random-init tiny open_clip model (``isoclip-tiny-vit``, seed 0)."""
+    from isoclip.models import load_model
+
+    return load_model("isoclip-tiny-vit", seed=0)

@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from isoclip.band_analysis import histogram_overlap, pos_neg_scores, region_bands
-from isoclip.bands import (Band, BandScorer, best_band, iso_projectors, naive_band_metrics,
-                           select_band, sweep_bands)
+from isoclip.bands import (
+    Band,
+    BandScorer,
+    best_band,
+    iso_projectors,
+    naive_band_metrics,
+    select_band,
+    sweep_bands,
+)
 from isoclip.evaluate.retrieval import evaluate
 from isoclip.operator import svd
 from isoclip.projectors import Projectors

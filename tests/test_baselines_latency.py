@@ -33,23 +33,13 @@ from isoclip.latency import (
     measure_latency,
     summarize_latency,
 )
-from isoclip.models import ModelBundle, load_model
+from isoclip.models import ModelBundle
 from isoclip.projectors import encode_image_preproj, encode_text_preproj, get_projectors
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> ModelBundle:
-    return load_model("isoclip-tiny-vit", seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def anisotropic(n: int, k: int, seed: int) -> torch.Tensor:

@@ -17,8 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isoclip.data import (DatasetFormatError, DatasetNotFoundError, ImageDataset, TextDataset,
-                          available_datasets, load_retrieval_dataset)
+from isoclip.data import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    ImageDataset,
+    TextDataset,
+    available_datasets,
+    load_retrieval_dataset,
+)
 from isoclip.data.fakes import make_fake_dataset
 
 # name -> (modality, query split, gallery split, same_split), from RETRIEVAL_SPLTS

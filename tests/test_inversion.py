@@ -26,17 +26,7 @@ TEMPLATES = ["a photo of {}", "{} in the wild.", "a {}, a kind of shape."]
 WORDS = ["cat", "dog", "red"]  # single BPE tokens of open_clip's SimpleTokenizer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> ModelBundle:
-    return load_model("isoclip-tiny-vit", seed=0)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

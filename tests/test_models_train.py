@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import open_clip
 import pytest
@@ -11,8 +12,14 @@ import torch
 from isoclip import cache as icache
 from isoclip.data.base import ImageDataset
 from isoclip.models import MissingWeightsError, load_model, register_configs, tiny_model_names
-from isoclip.train import (TrainConfig, clip_loss, image_tensor, load_or_train, lr_at,
-                           train_key_material)
+from isoclip.train import (
+    TrainConfig,
+    clip_loss,
+    image_tensor,
+    load_or_train,
+    lr_at,
+    train_key_material,
+)
 
 COLOURS = np.array([[220, 30, 30], [30, 200, 30], [30, 30, 220], [230, 220, 20]], np.uint8)
 NAMES = ["red", "green", "blue", "yellow"]

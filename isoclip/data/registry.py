@@ -48,8 +48,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .paper_datasets import (READERS, DatasetFormatError, DatasetInfo, DatasetNotFoundError,
-                             GroundTruth, Modality, ReadContext, RetrievalData)
+from .paper_datasets import (
+    READERS,
+    DatasetFormatError,
+    DatasetInfo,
+    DatasetNotFoundError,
+    GroundTruth,
+    Modality,
+    ReadContext,
+    RetrievalData,
+)
 
 __all__ = ["DatasetFormatError", "DatasetInfo", "DatasetNotFoundError", "GroundTruth",
            "RetrievalData", "available_datasets", "dataset_info", "load_retrieval_dataset"]
