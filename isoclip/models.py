@@ -124,7 +124,8 @@ def _weights_hint(name: str, tag: str) -> str:
         f"Weights for model={name!r} pretrained={tag!r} are not available offline.\n"
         f"  Source: {src}\n"
         "  Fix, on a machine with internet access: run\n"
-        f"    python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\"\n"
+        f"    python -c \"import open_clip; "
+        f"open_clip.create_model('{name}', pretrained='{tag}')\"\n"
         f"  and copy the Hugging Face cache ({cache}) to this machine, or download the\n"
         "  checkpoint file and pass its path as `pretrained=`. Set HF_HUB_OFFLINE=1 to fail\n"
         "  fast instead of retrying the network."
@@ -162,7 +163,8 @@ def load_model(
     weights_id: str
     if pretrained_str is None:
         weights_id = f"random-init:seed={seed}"
-    elif Path(pretrained_str).suffix in {".pt", ".pth", ".bin", ".safetensors"} or os.sep in pretrained_str:
+    elif (Path(pretrained_str).suffix in {".pt", ".pth", ".bin", ".safetensors"}
+          or os.sep in pretrained_str):
         if not Path(pretrained_str).is_file():
             raise FileNotFoundError(
                 f"pretrained={pretrained_str!r}: checkpoint file not found. Pass an open_clip "

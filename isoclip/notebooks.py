@@ -85,8 +85,8 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
         nb = jupytext.read(src)
         src_ipynb = tmp_dir / f"{src.stem}.ipynb"
         declared = pm.inspect_notebook(_write_tmp(nb, src_ipynb))
-        values = {**(data.get("common") or {}), **((data.get("notebooks") or {}).get(src.stem) or {}),
-                  **(overrides or {})}
+        per_notebook = (data.get("notebooks") or {}).get(src.stem) or {}
+        values = {**(data.get("common") or {}), **per_notebook, **(overrides or {})}
         injected = {k: v for k, v in values.items() if k in declared}
         dest = out_dir / f"{src.stem}.ipynb"
         t0 = time.perf_counter()
@@ -109,7 +109,8 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
 def _write_tmp(nb: Any, path: Path) -> str:
     import nbformat
 
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     nbformat.write(nb, path)
     return str(path)
 

@@ -74,7 +74,8 @@ class TrainConfig:
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac: expected in [0, 1), got {self.warmup_frac}")
         if any(not 0 <= f <= 1 for f in self.checkpoint_fracs):
-            raise ValueError(f"checkpoint_fracs: expected values in [0, 1], got {self.checkpoint_fracs}")
+            raise ValueError(
+                f"checkpoint_fracs: expected values in [0, 1], got {self.checkpoint_fracs}")
 
     def checkpoint_steps(self) -> list[int]:
         return sorted({int(round(f * self.steps)) for f in self.checkpoint_fracs})
@@ -104,20 +105,23 @@ class TrainedModel:
     def model_at(self, step: int) -> torch.nn.Module:
         """A fresh copy of the model with the weights saved at ``step`` (eval mode)."""
         if step not in self.checkpoints:
-            raise KeyError(f"step {step}: no checkpoint; saved steps are {sorted(self.checkpoints)}")
+            raise KeyError(
+                f"step {step}: no checkpoint; saved steps are {sorted(self.checkpoints)}")
         with expected_random_init():
             model = open_clip.create_model(self.config.model, pretrained=None)
         model.load_state_dict(self.checkpoints[step])
         return model.eval()
 
 
-def image_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def image_tensor(images: np.ndarray, mean: tuple[float, ...],
+                 std: tuple[float, ...]) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> normalised float32 [N, 3, H, W].
 
     Equals the model's ``preprocess`` (ToTensor + Normalize) for images already at the model's
     resolution (tested), without the PIL round trip.
     """
-    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s
