@@ -411,13 +411,21 @@ def select_band(P: Projectors, method: str = "isotropy", *, dec: SVD | None = No
             number of kept directions discounted by the band's condition number. A perfectly
             flat spectrum keeps everything; a steep end costs more in conditioning than its
             directions add, so it is dropped. Parameter-free; ties go to the smallest k_top.
-            ``min_kept`` (default 2) excludes degenerate one-direction bands.
+            ``min_kept`` (default 2) excludes degenerate one-direction bands. Only the first
+            min(r, d) singular values are candidates: beyond the embedding dimension d, Psi
+            has a null space, which is always dropped (in ``k_bottom``).
         ``"paper"``: :func:`paper_scaled_band` (the official ViT-B/32 band rescaled to r);
             ``task`` (``"image"``/``"text"``), ``model``, ``pretrained`` are passed on.
     """
     dec = svd(P) if dec is None else dec
     if method == "isotropy":
-        return _isotropy_band(dec.S, int(kwargs.get("min_kept", 2)))  # type: ignore[arg-type]
+        # Psi = W_i^T W_t has rank <= d: when d < min(d_i, d_t) (e.g. a SharedCLIP with
+        # d_i = d_t > d) its last r - d singular values are zero and always dropped, so that
+        # the flat null space is never mistaken for an isotropic band.
+        rank = min(dec.r, P.d)
+        min_kept = int(kwargs.get("min_kept", 2))  # type: ignore[call-overload]
+        band = _isotropy_band(dec.S[:rank], min_kept)
+        return Band(band.k_top, band.k_bottom + dec.r - rank)
     if method == "paper":
         return paper_scaled_band(dec.r, **kwargs)  # type: ignore[arg-type]
     raise ValueError(f"unknown method {method!r}; known: {SELECT_METHODS}")

@@ -302,3 +302,220 @@ def latency_comparison(summary: pd.DataFrame,
                      "ours_vs_clip": float(row.per_query_ms) / base, "paper_ms": p,
                      "paper_vs_clip": p / p_clip})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# chapters 7 and 8: several methods on the same items, paired differences with a baseline
+
+def compare_retrieval(methods: dict[str, tuple[Tensor, Tensor]], query_labels: Any,
+                      gallery_labels: Any, *, baseline: str = "CLIP", n_boot: int = 2000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Retrieval metrics of several methods on the same queries, with the paired difference in
+    mAP against ``baseline``.
+
+    Args:
+        methods: name -> (query features [Q, .], gallery features [G, .]); every method ranks
+            the same Q queries against the same G gallery items (the features may differ,
+            e.g. an inverted query against the other modality's gallery).
+        query_labels, gallery_labels: [Q], [G]; relevant = same label.
+        baseline: the name in ``methods`` the differences are taken against.
+        n_boot, seed: :func:`isoclip.inversion_eval.paired_bootstrap` over the queries' AP.
+
+    Returns:
+        One row per method, in the order of ``methods``: ``method, queries, mAP, mAP@R, P@R,
+        R@1`` (percent) and ``delta, lo, hi`` (mAP minus the baseline's with a 95 % paired
+        bootstrap interval; NaN on the baseline's row).
+
+    Raises:
+        ValueError: ``baseline`` not in ``methods``.
+    """
+    from .evaluate.retrieval import query_metrics
+    from .inversion_eval import paired_bootstrap
+
+    if baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} not among the methods {list(methods)}")
+    ql, gl = np.array(query_labels), np.array(gallery_labels)
+    per = {name: query_metrics(q, g, ql, gl, ks=(1,)) for name, (q, g) in methods.items()}
+    base = 100.0 * per[baseline]["mAP"]
+    rows = []
+    for name, m in per.items():
+        ok = ~m["mAP"].isnan()
+        row = {"method": name, "queries": int(ok.sum())}
+        for k in ("mAP", "mAP@R", "P@R", "R@1"):
+            row[k] = 100.0 * float(m[k][ok].mean())
+        if name == baseline:
+            row.update(delta=float("nan"), lo=float("nan"), hi=float("nan"))
+        else:
+            d = paired_bootstrap(base, 100.0 * m["mAP"], n_boot=n_boot, seed=seed)
+            row.update(delta=d["delta"], lo=d["lo"], hi=d["hi"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def correct_top1(logits: Tensor, labels: Any) -> Tensor:
+    """Per-item top-1 correctness in percent: [N] float64, 100 where ``argmax`` hits the label
+    (ties go to the lowest class index, as ``torch.argmax``)."""
+    import torch
+
+    y = (labels.detach().cpu() if isinstance(labels, Tensor)
+         else torch.as_tensor(np.array(labels))).long()
+    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+        raise ValueError(f"logits [N, C] and labels [N] expected, got {tuple(logits.shape)} and "
+                         f"{tuple(y.shape)}")
+    return 100.0 * (logits.argmax(1) == y).double()
+
+
+def cosine_logits(x: Tensor, w: Tensor) -> Tensor:
+    """Cosine similarities [N, C] of the rows of ``x`` [N, D] and ``w`` [C, D] (float32)."""
+    import torch.nn.functional as F
+
+    return F.normalize(x.float(), dim=-1) @ F.normalize(w.float(), dim=-1).T
+
+
+def compare_accuracy(correct: dict[str, Tensor], *, baseline: str, n_boot: int = 2000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Top-1 accuracy of several classifiers on the same items, with the paired difference
+    against ``baseline``.
+
+    Args:
+        correct: name -> [N] per-item correctness in percent (:func:`correct_top1`).
+        baseline: the name the differences are taken against.
+        n_boot, seed: :func:`isoclip.inversion_eval.paired_bootstrap` over the items.
+
+    Returns:
+        One row per classifier: ``method, n, top1, delta, lo, hi`` (points; NaN on the
+        baseline's row).
+    """
+    from .inversion_eval import paired_bootstrap
+
+    if baseline not in correct:
+        raise ValueError(f"baseline {baseline!r} not among the methods {list(correct)}")
+    rows = []
+    for name, c in correct.items():
+        row = {"method": name, "n": len(c), "top1": float(c.double().mean())}
+        if name == baseline:
+            row.update(delta=float("nan"), lo=float("nan"), hi=float("nan"))
+        else:
+            d = paired_bootstrap(correct[baseline], c, n_boot=n_boot, seed=seed)
+            row.update(delta=d["delta"], lo=d["lo"], hi=d["hi"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ncm_correct(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any, *,
+                project: Any = None, n_classes: int | None = None) -> Tensor:
+    """Per-test-item correctness (percent) of the nearest class mean: prototypes are means of
+    the **unnormalised** ``train`` features; ``project`` (e.g. ``iso.project_image`` for
+    iso-NCM on pre-projection features) maps prototypes and test features before the cosine.
+    Its mean equals :func:`isoclip.evaluate.classification.evaluate_ncm` (no ``project``) or
+    ``evaluate_iso_ncm`` (with the projectors' ``project_image``)."""
+    from .evaluate.classification import ncm_prototypes
+
+    protos = ncm_prototypes(train, train_labels, n_classes)
+    f = (lambda z: z) if project is None else project
+    return correct_top1(cosine_logits(f(test.float()), f(protos)), test_labels)
+
+
+def relative_gain(value: Any, baseline: Any) -> Any:
+    """Gain of ``value`` over ``baseline`` in percent of the baseline: ``100 (v - b) / b``."""
+    return 100.0 * (np.asarray(value, dtype=float) - np.asarray(baseline, dtype=float)) \
+        / np.asarray(baseline, dtype=float)
+
+
+def classification_study(bundle: ModelBundle, world: SyntheticWorld, bands: dict[str, Any], *,
+                         train_per_class: int | None = None, subset_seed: int = 0,
+                         n_boot: int = 2000) -> dict[str, Any]:
+    """Zero-shot, NCM and iso-NCM (one per band) on the query images of ``world``.
+
+    Args:
+        bundle, world: the model and the synthetic world.
+        bands: label -> :class:`isoclip.bands.Band` of an iso-NCM row each.
+        train_per_class: training images per class for the prototypes
+            (:func:`isoclip.inversion_eval.balanced_subset`; None: the whole train split).
+        subset_seed: seed of that subset and of the bootstrap.
+        n_boot: bootstrap resamples.
+
+    Returns:
+        ``{"table"``: :func:`compare_accuracy` against ``"NCM"`` with rows ``zero-shot``,
+        ``NCM`` and ``iso-NCM (<label>)``; ``"correct"``: name -> [N] correctness;
+        ``"n_train"``: prototypes' training images; ``"weights"``: zero-shot class weights}.
+    """
+    from .bands import iso_projectors
+    from .inversion_eval import balanced_subset
+    from .projectors import get_projectors
+
+    train_labels = np.array(world.train.labels)
+    idx = balanced_subset(train_labels, train_per_class, subset_seed).numpy()
+    tr_proj = image_features(bundle, world.train, "projected", progress=False)[idx]
+    tr_pre = image_features(bundle, world.train, "preproj", progress=False)[idx]
+    te_proj = image_features(bundle, world.query, "projected", progress=False)
+    te_pre = image_features(bundle, world.query, "preproj", progress=False)
+    ytr, yte = train_labels[idx], np.array(world.query.labels)
+    c = len(world.class_names)
+    weights = zero_shot_weights(bundle, world.prompts, progress=False)
+    P = get_projectors(bundle.model)
+    correct = {"zero-shot": correct_top1(cosine_logits(te_proj, weights), yte),
+               "NCM": ncm_correct(tr_proj, ytr, te_proj, yte, n_classes=c)}
+    for label, band in bands.items():
+        iso = iso_projectors(P, band).to(te_pre.dtype)
+        correct[f"iso-NCM ({label})"] = ncm_correct(tr_pre, ytr, te_pre, yte,
+                                                    project=iso.project_image, n_classes=c)
+    table = compare_accuracy(correct, baseline="NCM", n_boot=n_boot, seed=subset_seed)
+    return {"table": table, "correct": correct, "n_train": len(idx), "weights": weights}
+
+
+def intra_modal_retrieval_study(bundle: ModelBundle, world: SyntheticWorld, study: Any,
+                                image_bands: dict[str, Any], text_bands: dict[str, Any], *,
+                                n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Image→image and text→text retrieval of CLIP, the inversion (OTI / OVI, from chapter 3's
+    :class:`isoclip.inversion_eval.InversionStudy`) and IsoCLIP with several bands.
+
+    Args:
+        bundle, world: the model and the world the study was run on.
+        study: :func:`isoclip.inversion_eval.inversion_study` output (its inverted features and
+            query subsets are reused, nothing is re-inverted).
+        image_bands, text_bands: label -> :class:`isoclip.bands.Band` of an IsoCLIP row each,
+            e.g. ``{"automatic": ..., "oracle": ..., "paper-scaled": ...}``.
+        n_boot, seed: paired bootstrap of the differences with CLIP.
+
+    Returns:
+        :func:`compare_retrieval` rows with ``task`` (``"image→image"``/``"text→text"``),
+        ``scope`` (``"inverted subset"``: the queries OTI/OVI inverted, every method;
+        ``"all queries"``: every query, no inversion row) and ``band`` (``"(k_top, k_bottom)"``
+        for IsoCLIP rows, empty otherwise) prepended.
+    """
+    from .bands import iso_projectors
+    from .projectors import get_projectors
+
+    f = world_features(bundle, world, "projected")
+    pre = world_features(bundle, world, "preproj")
+    P = get_projectors(bundle.model)
+    specs = (
+        ("image→image", "OTI", study.oti.features, study.image_subset, f.query_images,
+         f.gallery_images, pre.query_images, pre.gallery_images, world.query.labels,
+         world.gallery.labels, image_bands, "image"),
+        ("text→text", "OVI", study.ovi.features, study.text_subset, f.text_query,
+         f.text_gallery, pre.text_query, pre.text_gallery, world.text_query.labels,
+         world.text_gallery.labels, text_bands, "text"),
+    )
+    out = []
+    for task, inv, inv_feats, sub, q, g, pq, pg, ql, gl, bands, mod in specs:
+        ql, gl, sub = np.array(ql), np.array(gl), sub.numpy()
+        iso = {}
+        for label, band in bands.items():
+            Pb = iso_projectors(P, band).to(pq.dtype)
+            proj = Pb.project_image if mod == "image" else Pb.project_text
+            iso[f"IsoCLIP ({label})"] = (proj(pq).detach(), proj(pg).detach(), band)
+        band_text = {name: f"({b.k_top}, {b.k_bottom})" for name, (_, _, b) in iso.items()}
+        for scope in ("inverted subset", "all queries"):
+            rows = sub if scope == "inverted subset" else np.arange(len(ql))
+            methods = {"CLIP": (q[rows], g)}
+            if scope == "inverted subset":
+                methods[inv] = (inv_feats, g)
+            methods.update({name: (iq[rows], ig) for name, (iq, ig, _) in iso.items()})
+            t = compare_retrieval(methods, ql[rows], gl, n_boot=n_boot, seed=seed)
+            t.insert(0, "band", t["method"].map(band_text).fillna(""))
+            t.insert(0, "scope", scope)
+            t.insert(0, "task", task)
+            out.append(t)
+    return pd.concat(out, ignore_index=True)

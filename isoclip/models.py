@@ -116,19 +116,59 @@ def _check_name(name: str) -> None:
         )
 
 
-def _weights_hint(name: str, tag: str) -> str:
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set to a true value (``1``, ``true``, ``yes``, ``on``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@contextlib.contextmanager
+def _honour_hub_offline() -> contextlib.AbstractContextManager[None]:
+    """Apply ``HF_HUB_OFFLINE`` as it is *now*: huggingface_hub reads it once, at import, so a
+    value set later (e.g. in a notebook) would otherwise be ignored and the hub retried."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - open_clip then cannot use the hub at all
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = before or hub_offline()
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def weights_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
+    """Where open_clip looks for (and, online, downloads) hub weights: ``cache_dir`` if given,
+    else ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    if cache_dir is not None:
+        return str(cache_dir)
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return "~/.cache/huggingface/hub"
+
+
+def _weights_hint(name: str, tag: str, cache_dir: str | os.PathLike | None = None) -> str:
     cfg = open_clip.get_pretrained_cfg(name, tag) or {}
     src = cfg.get("hf_hub") or cfg.get("url") or "(unknown source)"
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    cache = weights_cache_dir(cache_dir)
+    repo = cfg.get("hf_hub", "").strip("/").split("/")
+    folder = f"models--{repo[0]}--{repo[1]}" if len(repo) >= 2 else "(the model folder)"
+    offline = ("HF_HUB_OFFLINE is set: the hub was not contacted."
+               if hub_offline() else "Set HF_HUB_OFFLINE=1 to fail fast instead of retrying "
+               "the network.")
     return (
         f"Weights for model={name!r} pretrained={tag!r} are not available offline.\n"
         f"  Source: {src}\n"
+        f"  Looked in: {cache} (cache_dir, else HF_HUB_CACHE, else HF_HOME/hub)\n"
         "  Fix, on a machine with internet access: run\n"
         f"    python -c \"import open_clip; "
         f"open_clip.create_model('{name}', pretrained='{tag}')\"\n"
-        f"  and copy the Hugging Face cache ({cache}) to this machine, or download the\n"
-        "  checkpoint file and pass its path as `pretrained=`. Set HF_HUB_OFFLINE=1 to fail\n"
-        "  fast instead of retrying the network."
+        f"  and copy its Hugging Face cache folder {folder} into {cache} on this machine,\n"
+        "  or download the checkpoint file and pass its path as `pretrained=`.\n"
+        f"  {offline}"
     )
 
 
@@ -148,7 +188,9 @@ def load_model(
         pretrained: None (random init, seeded with ``seed``), an open_clip pretrained tag
             (``"openai"``, ``"datacomp_xl_s13b_b90k"``), or a path to a checkpoint file.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``.
-        cache_dir: where open_clip looks for/downloads weights.
+        cache_dir: where open_clip looks for/downloads hub weights (Hugging Face cache layout);
+            None: ``HF_HUB_CACHE`` / ``HF_HOME`` / ``~/.cache/huggingface``. ``HF_HUB_OFFLINE=1``
+            (read at call time) forbids any download.
         seed: seed of the random initialisation when ``pretrained`` is None.
 
     Raises:
@@ -184,14 +226,14 @@ def load_model(
     torch.manual_seed(seed)
     quiet = expected_random_init() if pretrained_str is None else contextlib.nullcontext()
     try:
-        with quiet:
+        with quiet, _honour_hub_offline():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained_str, device=dev,
                 cache_dir=None if cache_dir is None else str(cache_dir),
             )
     except RuntimeError as e:
         if pretrained_str is not None and weights_id.startswith("tag:"):
-            raise MissingWeightsError(_weights_hint(name, pretrained_str)) from e
+            raise MissingWeightsError(_weights_hint(name, pretrained_str, cache_dir)) from e
         raise
     model.eval()
     tokenizer = open_clip.get_tokenizer(name)
@@ -204,3 +246,63 @@ def load_model(
     })
     return ModelBundle(model=model, preprocess=preprocess, tokenizer=tokenizer, name=name,
                        pretrained=pretrained_str, fingerprint=fingerprint, device=dev)
+
+
+def share_towers(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn an open_clip ``CLIP`` with equal-width towers into AlignCLIP's SharedCLIP, in place.
+
+    SharedCLIP (Eslami & de Melo, ICLR 2025, ``align_clip/model.py`` l.144-259; papers.md C)
+    keeps modality-specific *input* embeddings — the image side's conv patch embedding, class
+    token, positional embedding and ``ln_pre``; the text side's token and positional
+    embeddings — and shares everything after them: ONE transformer, ONE final LayerNorm and
+    ONE projection. Images are pooled at the class token without a mask, texts at the EOT
+    token under the causal mask, exactly as open_clip's two towers already do.
+
+    Here the text tower's modules become the image tower's too: ``visual.transformer`` is
+    ``model.transformer``, ``visual.ln_post`` is ``model.ln_final`` and ``visual.proj`` is the
+    Parameter ``model.text_projection``. The model stays an open_clip ``CLIP``, so
+    ``encode_image``/``encode_text``, the projectors (then ``W_i = W_t``), the pre-projection
+    features and OTI/OVI run unchanged. ``state_dict`` lists the shared tensors under both
+    names (loading writes the same values twice); ``parameters()`` yields them once.
+
+    Raises:
+        NotImplementedError: not a ``CLIP`` with a ``VisionTransformer`` and a Parameter text
+            projection, or the towers differ in width, depth, heads or MLP width (AlignCLIP
+            asserts the same, l.166-181). The message names the mismatch.
+    """
+    from open_clip.model import CLIP
+    from open_clip.transformer import VisionTransformer
+
+    if not isinstance(model, CLIP) or not isinstance(model.visual, VisionTransformer):
+        raise NotImplementedError(
+            f"share_towers: needs an open_clip CLIP with a VisionTransformer image tower, got "
+            f"{type(model).__name__} / {type(getattr(model, 'visual', None)).__name__}")
+    if not isinstance(model.text_projection, torch.nn.Parameter) or model.visual.proj is None:
+        raise NotImplementedError("share_towers: both towers need a Parameter projection")
+    vt, tt = model.visual.transformer, model.transformer
+    v_blk, t_blk = vt.resblocks[0], tt.resblocks[0]
+    checks = {
+        "width": (vt.width, tt.width),
+        "layers": (vt.layers, tt.layers),
+        "heads": (v_blk.attn.num_heads, t_blk.attn.num_heads),
+        "mlp width": (v_blk.mlp.c_fc.out_features, t_blk.mlp.c_fc.out_features),
+        "projection shape": (tuple(model.visual.proj.shape), tuple(model.text_projection.shape)),
+    }
+    bad = {k: v for k, v in checks.items() if v[0] != v[1]}
+    if bad:
+        raise NotImplementedError(
+            "share_towers: the image and text towers must have the same shape to share one "
+            "transformer; (image, text) differ in " + ", ".join(f"{k} {v}" for k, v in bad.items())
+            + " (use an equal-width config such as 'isoclip-tiny-vit-w96')")
+    model.visual.transformer = model.transformer
+    model.visual.ln_post = model.ln_final
+    model.visual.proj = model.text_projection
+    return model
+
+
+def towers_shared(model: torch.nn.Module) -> bool:
+    """True when ``model`` is a SharedCLIP made by :func:`share_towers`."""
+    visual = getattr(model, "visual", None)
+    return (visual is not None and getattr(visual, "transformer", None) is not None
+            and visual.transformer is getattr(model, "transformer", None)
+            and getattr(visual, "proj", None) is getattr(model, "text_projection", None))

@@ -1,8 +1,17 @@
-"""Training tiny CLIP models from scratch on CPU (the embedded default).
+"""Training tiny CLIP models from scratch on CPU (the embedded default) and its variants.
 
-The loss is CLIP's symmetric InfoNCE (Radford et al. 2021; IsoCLIP's L_CLIP = ½(L_i→t + L_t→i),
-papers.md A.a) with a learned temperature (open_clip's ``logit_scale``, initialised at
-log(1/0.07) and clamped at log 100) or a fixed one. AdamW, linear warmup then cosine decay,
+The default loss is CLIP's symmetric InfoNCE (Radford et al. 2021; IsoCLIP's
+L_CLIP = ½(L_i→t + L_t→i), papers.md A.a) with a learned temperature (open_clip's
+``logit_scale``, initialised at log(1/0.07) and clamped at log 100) or a fixed one.
+The training-time fixes of the modality gap are variants of the same trainer
+(:class:`TrainConfig` ``architecture`` / ``loss``; named presets in :mod:`isoclip.variants`):
+
+- ``architecture="shared"``: AlignCLIP's SharedCLIP (:func:`isoclip.models.share_towers`);
+- ``loss="imsep"``: AlignCLIP's CLIP + intra-modality separation
+  (:func:`isoclip.losses.imsep_loss`) with semantic distances from what each caption
+  mentions (:func:`isoclip.data.synthetic.caption_attributes`);
+- ``loss="atp_cu"``: ModGap's CLIP + α(t)·L_ATP + β(t)·L_CU (:func:`isoclip.losses.atp_cu_loss`).
+ AdamW, linear warmup then cosine decay,
 weight decay on matrices only (open_clip's convention). Training stops by step count, never
 by wall time, so the same parameters give the same model.
 
@@ -13,6 +22,7 @@ changes them (model config, data fingerprint, training config, code version); se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,15 +32,26 @@ import numpy as np
 import open_clip
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cached, stable_hash
 from .data.base import ImageDataset
-from .models import ModelBundle, expected_random_init, load_model, register_configs
+from .losses import IMSEP_MODALITIES, atp_cu_loss, clip_loss, imsep_loss
+from .models import ModelBundle, expected_random_init, load_model, register_configs, share_towers
 
 #: Bump when a change of this module changes trained weights.
 TRAIN_CODE_VERSION = 1
+
+#: Values of :attr:`TrainConfig.architecture` and :attr:`TrainConfig.loss`.
+ARCHITECTURES = ("clip", "shared")
+LOSSES = ("clip", "imsep", "atp_cu")
+#: Sources of IMSep's semantic features (:attr:`TrainConfig.imsep_semantics`).
+IMSEP_SEMANTICS = ("attributes",)
+
+#: Fields added for the variants. Left out of the cache key when at their defaults, so the
+#: default model (and every model trained before they existed) keeps its key and weights.
+VARIANT_FIELDS = ("architecture", "loss", "imsep_alpha", "imsep_beta", "imsep_modalities",
+                  "imsep_semantics")
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,17 @@ class TrainConfig:
         log_every: steps between log rows.
         checkpoint_fracs: fractions of training at which full weights are kept
             (0.0 = initialisation, 1.0 = final), for the spectrum-over-training figures.
+        architecture: ``"clip"`` (two towers) or ``"shared"`` (AlignCLIP's SharedCLIP: one
+            transformer, final LayerNorm and projection for both modalities; needs a config
+            with equal tower shapes, e.g. ``"isoclip-tiny-vit-w96"``).
+        loss: ``"clip"`` (symmetric InfoNCE), ``"imsep"`` (AlignCLIP, α·CLIP without ½ +
+            β·IMSep) or ``"atp_cu"`` (ModGap: CLIP + α(t) L_ATP + β(t) L_CU; the released
+            run fixes ``temperature=0.1``).
+        imsep_alpha, imsep_beta: AlignCLIP's α (CLIP term) and β (IMSep term).
+        imsep_modalities: ``"image"``, ``"text"`` or ``"both"``: which intra-modal
+            similarities IMSep separates (AlignCLIP issue #6).
+        imsep_semantics: source of the semantic features; ``"attributes"`` = the shapes and
+            colours each caption mentions (:func:`isoclip.data.synthetic.caption_attributes`).
     """
 
     model: str = "isoclip-tiny-vit"
@@ -63,8 +95,28 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_fracs: tuple[float, ...] = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+    architecture: str = "clip"
+    loss: str = "clip"
+    imsep_alpha: float = 1.0
+    imsep_beta: float = 0.5
+    imsep_modalities: str = "image"
+    imsep_semantics: str = "attributes"
 
     def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture: expected one of {ARCHITECTURES}, got "
+                             f"{self.architecture!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.imsep_modalities not in IMSEP_MODALITIES:
+            raise ValueError(f"imsep_modalities: expected one of {IMSEP_MODALITIES}, got "
+                             f"{self.imsep_modalities!r}")
+        if self.imsep_semantics not in IMSEP_SEMANTICS:
+            raise ValueError(f"imsep_semantics: expected one of {IMSEP_SEMANTICS}, got "
+                             f"{self.imsep_semantics!r}")
+        for name in ("imsep_alpha", "imsep_beta"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: expected a float >= 0, got {getattr(self, name)}")
         if self.steps < 1:
             raise ValueError(f"steps: expected a positive int, got {self.steps}")
         if self.batch_size < 2:
@@ -79,6 +131,26 @@ class TrainConfig:
 
     def checkpoint_steps(self) -> list[int]:
         return sorted({int(round(f * self.steps)) for f in self.checkpoint_fracs})
+
+    def key_dict(self) -> dict[str, Any]:
+        """The fields that enter the cache key: all, except :data:`VARIANT_FIELDS` at their
+        defaults (so adding those fields changed no existing key)."""
+        d = asdict(self)
+        for name in VARIANT_FIELDS:
+            if d[name] == _FIELD_DEFAULTS[name]:
+                del d[name]
+        return d
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def create_model(cfg: TrainConfig, seed: int | None = None) -> ModelBundle:
+    """The untrained model of ``cfg`` (towers shared for ``architecture="shared"``)."""
+    bundle = load_model(cfg.model, pretrained=None, seed=cfg.seed if seed is None else seed)
+    if cfg.architecture == "shared":
+        share_towers(bundle.model)
+    return bundle
 
 
 @dataclass
@@ -109,6 +181,8 @@ class TrainedModel:
                 f"step {step}: no checkpoint; saved steps are {sorted(self.checkpoints)}")
         with expected_random_init():
             model = open_clip.create_model(self.config.model, pretrained=None)
+        if self.config.architecture == "shared":
+            share_towers(model)
         model.load_state_dict(self.checkpoints[step])
         return model.eval()
 
@@ -136,14 +210,22 @@ def dataset_tensor(bundle: ModelBundle, dataset: ImageDataset) -> torch.Tensor:
     return torch.stack([bundle.preprocess(dataset.image(i)) for i in range(len(dataset))])
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-              logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE ½(CE(s·x yᵀ) + CE(s·y xᵀ)) on L2-normalised features [B, d]."""
-    x = F.normalize(image_features, dim=-1)
-    y = F.normalize(text_features, dim=-1)
-    logits = logit_scale * x @ y.T
-    target = torch.arange(x.shape[0], device=x.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+def semantic_features(dataset: ImageDataset, cfg: TrainConfig) -> torch.Tensor:
+    """IMSep's semantic features s [N, k] of the dataset's captions (``cfg.imsep_semantics``).
+
+    ``"attributes"``: the multi-hot of the shapes and colours each caption mentions
+    (:func:`isoclip.data.synthetic.caption_attributes`), so D = 1 − ŝŝᵀ is 0 for two captions
+    of the same class, 1 − 1/√2 ≈ 0.29 between a full and a partial caption that agree, 0.5
+    for classes sharing one attribute and 1 for classes sharing none. AlignCLIP embeds the
+    captions with SBERT instead; here the generator's own structure is exact, offline and
+    needs no extra model (a sentence embedder would mostly measure template wording, which
+    carries no meaning in this world).
+    """
+    from .data.synthetic import caption_attributes
+
+    if dataset.captions is None:
+        raise ValueError(f"dataset {dataset.name!r}: IMSep needs captions")
+    return torch.from_numpy(caption_attributes(list(dataset.captions)))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -177,10 +259,11 @@ def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
     if len(dataset) < cfg.batch_size:
         raise ValueError(
             f"dataset {dataset.name!r}: {len(dataset)} pairs < batch_size={cfg.batch_size}")
-    bundle = load_model(cfg.model, pretrained=None, seed=cfg.seed)
+    bundle = create_model(cfg)
     model = bundle.model.train()
     images = dataset_tensor(bundle, dataset)
     tokens = bundle.tokenizer(list(dataset.captions))
+    sem = semantic_features(dataset, cfg) if cfg.loss == "imsep" else None
     if cfg.temperature is None:
         model.logit_scale.data.fill_(math.log(1.0 / cfg.init_temperature))
     else:
@@ -209,7 +292,17 @@ def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
             g["lr"] = lr
         img = model.encode_image(images[idx])
         txt = model.encode_text(tokens[idx])
-        loss = clip_loss(img, txt, model.logit_scale.exp())
+        parts: dict[str, torch.Tensor] = {}
+        if cfg.loss == "clip":
+            loss = clip_loss(img, txt, model.logit_scale.exp())
+        elif cfg.loss == "imsep":
+            parts = imsep_loss(img, txt, sem[idx], model.logit_scale.exp(),
+                               alpha=cfg.imsep_alpha, beta=cfg.imsep_beta,
+                               modalities=cfg.imsep_modalities)  # type: ignore[arg-type]
+            loss = parts.pop("total")
+        else:
+            parts = atp_cu_loss(img, txt, model.logit_scale.exp(), step, cfg.steps)
+            loss = parts.pop("total")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -217,7 +310,8 @@ def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
             model.logit_scale.clamp_(0, math.log(100))
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             rows.append({"step": step, "loss": loss.item(),
-                         "temperature": float(1.0 / model.logit_scale.detach().exp()), "lr": lr})
+                         "temperature": float(1.0 / model.logit_scale.detach().exp()), "lr": lr,
+                         **{k: float(v.detach()) for k, v in parts.items()}})
     seconds = time.perf_counter() - t0
     model.eval()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -233,7 +327,7 @@ def train_key_material(dataset: ImageDataset, cfg: TrainConfig) -> dict[str, Any
     return {
         "what": "tiny-clip",
         "train_code": TRAIN_CODE_VERSION,
-        "train_config": asdict(cfg),
+        "train_config": cfg.key_dict(),
         "model_config": open_clip.get_model_config(cfg.model),
         "data": dataset.fingerprint(),
         "torch": torch.__version__.split("+")[0],
@@ -248,7 +342,7 @@ def load_or_train(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
     material = train_key_material(dataset, cfg)
     payload = cached("checkpoints", material, lambda: train_clip(dataset, cfg, progress),
                      enabled=cache)
-    bundle = load_model(cfg.model, pretrained=None, seed=cfg.seed)
+    bundle = create_model(cfg)
     bundle.model.load_state_dict(payload["state_dict"])
     bundle.model.eval()
     key = stable_hash(material)

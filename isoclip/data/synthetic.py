@@ -716,3 +716,49 @@ def make_world(cfg: WorldConfig = WorldConfig(), *, cache: bool = True) -> Synth
     if not isinstance(cfg, WorldConfig):
         raise TypeError(f"cfg: expected a WorldConfig, got {type(cfg).__name__}")
     return _cached_world(cfg) if cache else _build_world(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# What a caption says (semantic features for AlignCLIP's IMSep loss)
+# --------------------------------------------------------------------------------------------
+
+def _synonym_patterns() -> list[tuple[re.Pattern[str], int]]:
+    """(whole-phrase pattern, attribute index) for every synonym, longest phrase first.
+
+    Attribute indices: shapes of :data:`SHAPES` first, then colours of :data:`COLOURS`.
+    """
+    entries = [(syn, i) for i, spec in enumerate(SHAPES.values()) for syn in spec.synonyms]
+    entries += [(syn, len(SHAPES) + j) for j, spec in enumerate(COLOURS.values())
+                for syn in spec.synonyms]
+    entries.sort(key=lambda e: -len(e[0]))
+    return [(re.compile(rf"(?<![\w-]){re.escape(syn)}(?![\w-])"), i) for syn, i in entries]
+
+
+def caption_attributes(captions: Sequence[str]) -> np.ndarray:
+    """Which shape and colour each caption mentions: float32 multi-hot [N, |SHAPES|+|COLOURS|].
+
+    Columns are the shapes of :data:`SHAPES` then the colours of :data:`COLOURS` (every
+    registered one, so the columns do not depend on the world). A synonym counts as a whole
+    phrase (longest first, a matched span is consumed), so "square block" is one mention of
+    *square* and "leafy green" one of *green*. A full caption has two ones, a partial caption
+    one. This is exact for captions of this generator, offline and without any model: it is
+    what a sentence embedder would have to recover from them.
+
+    Raises:
+        ValueError: a caption that mentions no registered shape or colour (the message quotes
+            it): these semantics only exist for captions of :mod:`isoclip.data.synthetic`.
+    """
+    patterns = _synonym_patterns()
+    out = np.zeros((len(captions), len(SHAPES) + len(COLOURS)), dtype=np.float32)
+    for n, caption in enumerate(captions):
+        text = caption.lower()
+        for pat, i in patterns:
+            text, hits = pat.subn(" ", text)
+            if hits:
+                out[n, i] = 1.0
+        if not out[n].any():
+            raise ValueError(
+                f"captions[{n}] = {caption!r}: mentions no shape or colour of "
+                "isoclip.data.synthetic (SHAPES / COLOURS synonyms); attribute semantics "
+                "exist only for the synthetic world's captions")
+    return out

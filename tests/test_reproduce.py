@@ -1,0 +1,163 @@
+"""The real path's plumbing: resolve_retrieval, the paper parameter sets, offline weights and the
+generated reproduction book. The end-to-end run is `make reproduce-fake` (CI, after the book)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import open_clip
+import pytest
+import yaml
+
+from isoclip.bands import PAPER_BANDS
+from isoclip.data import DatasetNotFoundError, dataset_info, make_world
+from isoclip.data.fakes import make_fake_dataset
+from isoclip.embedded import DEFAULT_WORLD, resolve_retrieval
+from isoclip.models import MissingWeightsError, load_model
+from isoclip.notebooks import PARAMS_DIR, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_SETS = {  # set name: (model, pretrained) of the paper's runs (papers.md A.b)
+    "vit-b-32-openai": ("ViT-B-32", "openai"),
+    "vit-b-16-openai": ("ViT-B-16", "openai"),
+    "vit-l-14-openai": ("ViT-L-14", "openai"),
+    "vit-b-16-datacomp-xl": ("ViT-B-16", "datacomp_xl_s13b_b90k"),
+}
+REAL_SETS = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml") if p.stem != "default")
+
+
+# -- resolve_retrieval --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_embedded_is_the_synthetic_world(modality: str) -> None:
+    w = make_world(DEFAULT_WORLD)
+    d = resolve_retrieval("embedded", None, modality)
+    q, g = (w.query, w.gallery) if modality == "image" else (w.text_query, w.text_gallery)
+    assert not d.same_split and d.gnd is None and d.name == "embedded"
+    assert d.query.fingerprint() == q.fingerprint()
+    assert d.gallery.fingerprint() == g.fingerprint()
+    assert (d.query.labels == q.labels).all() and (d.gallery.labels == g.labels).all()
+
+
+def test_embedded_ignores_data_root(tmp_path: Path) -> None:
+    d = resolve_retrieval("embedded", tmp_path / "nothing-here", "image")
+    assert len(d.query) == len(make_world(DEFAULT_WORLD).query)
+
+
+def test_real_image_and_text_sets_from_data_root(tmp_path: Path) -> None:
+    make_fake_dataset("cub2011", tmp_path, n_classes=3, per_class=2, image_size=8)
+    make_fake_dataset("flickr30k_text", tmp_path, n_classes=3)
+    img = resolve_retrieval("cub2011", tmp_path, "image")
+    assert img.same_split and img.query is img.gallery and len(img.query) == 6
+    assert sorted(set(img.query.labels.tolist())) == [0, 1, 2]
+    txt = resolve_retrieval("flickr30k_text", str(tmp_path), "text")
+    assert not txt.same_split and len(txt.query) == 3 and len(txt.gallery) == 12
+
+
+@pytest.mark.parametrize("root", [None, ""])
+def test_real_dataset_without_data_root_says_what_to_do(root: str | None) -> None:
+    with pytest.raises(ValueError) as e:
+        resolve_retrieval("cub2011", root, "image")
+    msg = str(e.value)
+    assert "data_root" in msg and "CUB_200_2011/" in msg and "images.txt" in msg
+    assert dataset_info("cub2011").source in msg
+
+
+def test_wrong_modality_lists_the_right_sets() -> None:
+    with pytest.raises(ValueError, match=r"text retrieval.*image retrieval.*cub2011"):
+        resolve_retrieval("flickr30k_text", "/data", "image")
+    with pytest.raises(ValueError, match="modality"):
+        resolve_retrieval("embedded", None, "audio")
+    with pytest.raises(ValueError, match="registered"):
+        resolve_retrieval("no-such-set", "/data", "image")
+
+
+def test_missing_dataset_under_data_root(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="CUB_200_2011"):
+        resolve_retrieval("cub2011", tmp_path, "image")
+
+
+# -- parameter sets -----------------------------------------------------------------------------
+
+def test_the_paper_sets_and_the_fake_set_exist() -> None:
+    assert set(PAPER_SETS) | {"fake-vit-b-32"} <= set(REAL_SETS)
+
+
+@pytest.mark.parametrize("name", REAL_SETS)
+def test_real_set_names_a_loadable_model_and_registered_datasets(name: str) -> None:
+    data = load_params(name)
+    common = data["common"]
+    model, pretrained = common["model"], common["pretrained"]
+    assert model in open_clip.list_models()
+    assert pretrained is None or pretrained in open_clip.list_pretrained_tags_by_model(model)
+    assert "data_root" not in common, "data_root is machine-specific: make reproduce DATA_ROOT="
+    ch6 = data["notebooks"]["06_band_analysis"]
+    assert dataset_info(ch6["dataset"]).modality == "image"
+    assert dataset_info(ch6["text_dataset"]).modality == "text"
+    assert dataset_info(ch6["dataset"]).layout != "revisited"  # no gnd in the band sweep
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_SETS))
+def test_paper_set_uses_the_published_band(name: str) -> None:
+    data = load_params(name)
+    model, pretrained = PAPER_SETS[name]
+    assert (data["common"]["model"], data["common"]["pretrained"]) == (model, pretrained)
+    k_top, k_bottom, r = PAPER_BANDS[(model, pretrained, "image")]
+    ch5 = data["notebooks"]["05_spectrum"]
+    assert (ch5["k_top"], ch5["k_bottom"]) == (k_top, k_bottom)
+    cfg = open_clip.get_model_config(model)
+    assert cfg["vision_cfg"]["width"] >= r and cfg["text_cfg"]["width"] >= r  # rank of Psi is r
+    assert str(r) in " ".join(data["description"].split())
+
+
+def test_fake_set_needs_no_weights() -> None:
+    data = load_params("fake-vit-b-32")
+    assert data["common"]["model"] == "ViT-B-32" and data["common"]["pretrained"] is None
+    assert data["notebooks"]["06_band_analysis"]["dataset"] == "cub2011"
+
+
+def test_makefile_reproduce_fake_uses_the_fake_set() -> None:
+    mk = (ROOT / "Makefile").read_text()
+    assert "reproduce-fake:" in mk and "PARAMS=fake-vit-b-32" in mk
+    assert "make reproduce-fake" in (ROOT / ".ci" / "run").read_text()
+
+
+# -- offline weights ----------------------------------------------------------------------------
+
+def test_offline_env_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as if imported before the env
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError) as e:
+        load_model("ViT-B-32", pretrained="openai", cache_dir=tmp_path / "weights")
+    msg = str(e.value)
+    assert "HF_HUB_OFFLINE is set" in msg and str(tmp_path / "weights") in msg
+    assert "models--timm--vit_base_patch32_clip_224.openai" in msg
+    assert constants.HF_HUB_OFFLINE is False  # restored
+
+
+# -- the generated book -------------------------------------------------------------------------
+
+def test_reproduce_book_skeleton(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import reproduce_book
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "executed").mkdir()
+    for stem in ("05_spectrum", "06_band_analysis"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / "executed" / f"{stem}.ipynb")
+    assert reproduce_book.main(str(tmp_path), "fake-vit-b-32", "/data") == 0
+    toc = yaml.safe_load((tmp_path / "_toc.yml").read_text())
+    assert toc["root"] == "intro"
+    assert [c["file"] for c in toc["chapters"]] == ["executed/05_spectrum",
+                                                     "executed/06_band_analysis"]
+    cfg = yaml.safe_load((tmp_path / "_config.yml").read_text())
+    assert "fake-vit-b-32" in cfg["title"] and cfg["execute"]["execute_notebooks"] == "off"
+    static = (ROOT / "_static" / "mathjax").is_dir()
+    assert (tmp_path / "_static" / "mathjax").is_dir() or not static
+    assert "DATA_ROOT=/data" in (tmp_path / "intro.md").read_text()
