@@ -57,6 +57,28 @@ def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind
                          kind=kind)
 
 
+def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
+                      seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Pre-projection features ([n, d_i], [n, d_t]) of ``n`` seeded training pairs (an image
+    and its own caption): the calibration data of ``select_band(P, "agreement", ...)``.
+
+    Drawn from ``world.train`` only, never from the query or gallery splits; no labels used.
+    """
+    from .data.base import ImageDataset  # noqa: PLC0415
+
+    train = world.train
+    if not 3 <= n <= len(train):
+        raise ValueError(f"n: expected 3 <= n <= {len(train)} (training pairs), got {n}")
+    if train.captions is None or not isinstance(train.images, np.ndarray):
+        raise ValueError("world.train must hold images as an array and their captions")
+    idx = np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))
+    sub = ImageDataset(images=train.images[idx], labels=train.labels[idx],
+                       class_names=train.class_names, name=f"{train.name}[calib {n}, seed {seed}]",
+                       captions=[train.captions[i] for i in idx])
+    return (image_features(bundle, sub, "preproj", progress=False),
+            text_features(bundle, sub, "preproj", progress=False))
+
+
 def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, float]:
     """Is it a CLIP? Zero-shot, cross-modal and intra-modal retrieval, gap and cone.
 

@@ -136,3 +136,75 @@ def test_best_band_and_helpers() -> None:
     assert histogram_overlap(np.zeros(5), np.ones(5), bins=4) == 0.0
     pos, neg = pos_neg_scores(torch.eye(3), [0, 1, 1], [0, 1, 1], same_split=True)
     assert sorted(pos.tolist()) == [0.0, 0.0] and len(neg) == 4
+
+
+# -- the label-free "agreement" rule (paired calibration data) ---------------------------------
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_agreement_sweep_equals_naive(bias: bool, modality: str) -> None:
+    from isoclip.bands import agreement_sweep, naive_agreement
+
+    P, *_ = _random(3, bias)
+    g = torch.Generator().manual_seed(5)
+    fi = torch.randn(30, P.d_i, generator=g, dtype=torch.float64)
+    ft = torch.randn(30, P.d_t, generator=g, dtype=torch.float64)
+    sw = agreement_sweep(P, fi, ft, modality)
+    r = svd(P).r
+    assert len(sw) == r * (r + 1) // 2
+    for row in sw.sample(8, random_state=0).itertuples():
+        ref = naive_agreement(P, fi, ft, Band(row.k_top, row.k_bottom), modality)
+        assert abs(row.agreement - ref) < 1e-6  # float32 projectors in the naive path
+
+
+def test_agreement_picks_the_band_that_reproduces_the_cross_modal_geometry() -> None:
+    # W_i = W_t and each caption's features equal its image's: the cross-modal similarities
+    # ARE the unfiltered intra-modal ones, so (0, 0) agrees perfectly and is chosen
+    from isoclip.bands import agreement_sweep
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(8, 8, generator=g, dtype=torch.float64)
+    P = Projectors(W_i=W, W_t=W.clone())
+    f = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    sw = agreement_sweep(P, f, f.clone(), "image")
+    full = sw[(sw.k_top == 0) & (sw.k_bottom == 0)].agreement.item()
+    assert abs(full - 1.0) < 1e-12
+    assert sw.drop(sw.index[(sw.k_top == 0) & (sw.k_bottom == 0)]).agreement.max() < 1 - 1e-6
+    assert select_band(P, "agreement", image_preproj=f, text_preproj=f, stride=1) == Band(0, 0)
+
+
+def test_agreement_bad_input_is_named() -> None:
+    P, *_ = _random(1, False)
+    fi, ft = torch.randn(10, P.d_i), torch.randn(10, P.d_t)
+    with pytest.raises(ValueError, match="needs image_preproj"):
+        select_band(P, "agreement")
+    with pytest.raises(ValueError, match="paired"):
+        select_band(P, "agreement", image_preproj=fi, text_preproj=ft[:9])
+    with pytest.raises(ValueError, match="image_preproj: expected"):
+        select_band(P, "agreement", image_preproj=ft, text_preproj=ft)
+    with pytest.raises(ValueError, match="unknown keywords"):
+        select_band(P, "agreement", image_preproj=fi, text_preproj=ft, task="image")
+    with pytest.raises(ValueError, match="modality"):
+        select_band(P, "agreement", image_preproj=fi, text_preproj=ft, modality="audio")
+
+
+def test_calibration_pairs_come_from_training_pairs(tiny, isolated_cache) -> None:  # noqa: ANN001
+    from isoclip.data.synthetic import WorldConfig, make_world
+    from isoclip.experiments import calibration_pairs
+    from isoclip.features import image_features, text_features
+
+    world = make_world(WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
+                                   n_train_per_class=4, n_query_per_class=1,
+                                   n_gallery_per_class=1), cache=False)
+    fi, ft = calibration_pairs(tiny, world, n=6, seed=1)
+    assert fi.shape == (6, tiny.model.visual.proj.shape[0])
+    again_i, _ = calibration_pairs(tiny, world, n=6, seed=1)
+    assert torch.equal(fi, again_i)  # seeded
+    all_i = image_features(tiny, world.train, "preproj", progress=False)
+    all_t = text_features(tiny, world.train, "preproj", progress=False)
+    # every calibration row is a training pair: the image row and the text row of one index
+    rows = torch.cdist(fi.double(), all_i.double()).argmin(1)
+    assert len(set(rows.tolist())) == 6
+    torch.testing.assert_close(ft, all_t[rows])
+    with pytest.raises(ValueError, match="n: expected"):
+        calibration_pairs(tiny, world, n=10_000)
