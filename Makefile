@@ -16,7 +16,7 @@ REPRO_DIR = _build/reproduce-$(PARAMS)
 FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
 
-.PHONY: help venv test notebooks book check-book ci benchmarks clean clean-cache \
+.PHONY: help venv test notebooks book check-book ci benchmarks regimes clean clean-cache \
 	reproduce reproduce-fake
 
 help: ## List the targets
@@ -62,8 +62,12 @@ reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with r
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html
 
-benchmarks: $(STAMP) ## Run the benchmark scripts (print figures)
-	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+benchmarks: $(STAMP) ## Run the benchmark scripts (print figures; the regime study: make regimes)
+	for f in $(filter-out benchmarks/regime_study.py,$(wildcard benchmarks/*.py)); do \
+	  echo "== $$f"; $(PY) $$f || exit 1; done
+
+regimes: $(STAMP) ## Regime study of issue 8 (trains ~10 tiny models, ~40 min on 2 cores)
+	$(PY) benchmarks/regime_study.py
 
 clean: ## Remove build products (keeps the model/feature cache)
 	rm -rf _build executed

@@ -28,6 +28,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
@@ -310,7 +311,13 @@ _SPLIT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "text_query": ("shapes", "colours", "seed", "n_text_query_per_class"),
     "text_gallery": ("shapes", "colours", "seed", "n_text_gallery_per_class"),
 })
-_STREAM_LAYOUT, _STREAM_NOISE, _STREAM_CAPTIONS = 0, 1, 2
+_STREAM_LAYOUT, _STREAM_NOISE, _STREAM_CAPTIONS, _STREAM_SCENES = 0, 1, 2, 3
+#: Values of :attr:`WorldConfig.scene`.
+SCENES = ("single", "compositional")
+#: Fields used only by compositional worlds (and their defaults, required for single ones).
+_COMPOSITIONAL_FIELDS = ("max_objects", "mention_prob")
+_COMPOSITIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType(
+    {"max_objects": 3, "mention_prob": 0.5})
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,6 +382,18 @@ class WorldConfig:
         partial_frac: fraction of training captions that name only the shape or only the
             colour (half each), in [0, 1].
         seed: non-negative int seeding every split's random streams.
+        scene: ``"single"`` (default: one object, captions name its shape and colour) or
+            ``"compositional"`` (:mod:`isoclip.data.compositional`: 1 to ``max_objects``
+            objects, the main one with a size and a fill, a relation to the others, captions
+            mentioning random subsets of these; the class is the main object's shape and
+            colour).
+        max_objects: compositional only: most objects per scene, in [1, 4].
+        mention_prob: compositional only: probability that a caption mentions each optional
+            attribute (main object's size and fill, relation, second object's colour, count).
+
+    The compositional fields left at their defaults do not enter :attr:`name` or
+    :meth:`split_name`, so single-object worlds keep the names (and caches) they had before
+    those fields existed.
     """
 
     image_size: int = 32
@@ -388,6 +407,9 @@ class WorldConfig:
     nuisance: float = 1.0
     partial_frac: float = 0.1
     seed: int = 0
+    scene: str = "single"
+    max_objects: int = 3
+    mention_prob: float = 0.5
 
     def __post_init__(self) -> None:
         fix = functools.partial(object.__setattr__, self)
@@ -401,6 +423,22 @@ class WorldConfig:
         fix("nuisance", _as_fraction("nuisance", self.nuisance))
         fix("partial_frac", _as_fraction("partial_frac", self.partial_frac))
         fix("seed", _as_int("seed", self.seed, 0))
+        if self.scene not in SCENES:
+            raise ValueError(f"WorldConfig.scene: expected one of {SCENES}, got {self.scene!r}")
+        fix("max_objects", _as_int("max_objects", self.max_objects, 1))
+        from .compositional import MAX_OBJECTS
+        if self.max_objects > MAX_OBJECTS:
+            raise ValueError(f"WorldConfig.max_objects: expected an int in [1, {MAX_OBJECTS}], "
+                             f"got {self.max_objects}")
+        fix("mention_prob", _as_fraction("mention_prob", self.mention_prob))
+        if self.scene == "single":
+            for f in _COMPOSITIONAL_FIELDS:
+                if getattr(self, f) != _COMPOSITIONAL_DEFAULTS[f]:
+                    raise ValueError(f"WorldConfig.{f}: only used with scene='compositional' "
+                                     f"(scene is 'single'); got {getattr(self, f)!r}")
+            self._check_heldout_budget()
+
+    def _check_heldout_budget(self) -> None:
         available = len(HELDOUT_TEMPLATES) * min(len(SHAPES[s].synonyms) for s in self.shapes) \
             * min(len(COLOURS[c].synonyms) for c in self.colours)
         wanted = self.n_text_query_per_class + self.n_text_gallery_per_class
@@ -420,10 +458,20 @@ class WorldConfig:
         """Canonical class names, e.g. ``"red circle"``."""
         return [f"{c} {s}" for s, c in self.classes]
 
+    def _key_fields(self, fields: Sequence[str]) -> dict[str, object]:
+        """``fields`` plus the compositional ones unless the scene is single-object."""
+        out = {f: getattr(self, f) for f in fields}
+        if self.scene != "single":
+            out.update({f: getattr(self, f) for f in ("scene",) + _COMPOSITIONAL_FIELDS})
+        return out
+
     @property
     def name(self) -> str:
         """``"synthetic-<12 hex>"``: a stable hash of all fields and the generator version."""
-        return f"synthetic-{stable_hash({'generator': GENERATOR_VERSION, **asdict(self)})[:12]}"
+        fields = {k: v for k, v in asdict(self).items()
+                  if k not in ("scene",) + _COMPOSITIONAL_FIELDS}
+        return (f"synthetic-"
+                f"{stable_hash({'generator': GENERATOR_VERSION, **self._key_fields(fields)})[:12]}")
 
     def split_name(self, split: str) -> str:
         """Dataset name ``"synthetic-<12 hex>/<split>"`` of one split.
@@ -434,7 +482,7 @@ class WorldConfig:
         """
         if split not in _SPLIT_FIELDS:
             raise ValueError(f"split: expected one of {list(_SPLIT_FIELDS)}, got {split!r}")
-        fields = {f: getattr(self, f) for f in _SPLIT_FIELDS[split]}
+        fields = self._key_fields(_SPLIT_FIELDS[split])
         return f"synthetic-{stable_hash({'generator': GENERATOR_VERSION, **fields})[:12]}/{split}"
 
 
@@ -465,6 +513,20 @@ def object_coverage(shape: ShapeSpec, size: int, centre: np.ndarray, radius: np.
         float32 [n, size, size] in [0, 1]: ``clip(0.5 - d, 0, 1)`` with ``d`` the signed
         distance to the shape's edge in pixels (≈ the box-filtered area coverage).
     """
+    x, y, r = object_frame(size, centre, radius, angle_deg)
+    return np.clip(0.5 - shape.sdf(x, y) * r, 0.0, 1.0).astype(np.float32)
+
+
+def object_frame(size: int, centre: np.ndarray, radius: np.ndarray, angle_deg: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel of ``n`` canvases in each object's own frame (unit = its radius, y up).
+
+    Args: as :func:`object_coverage`.
+
+    Returns:
+        ``(x, y, r)``: float32 [n, size, size] object-frame coordinates and the radii
+        broadcast to [n, 1, 1].
+    """
     grid = np.arange(size, dtype=np.float32) + 0.5
     dx = grid[None, None, :] - centre[:, 0, None, None].astype(np.float32)
     dy = grid[None, :, None] - centre[:, 1, None, None].astype(np.float32)
@@ -473,7 +535,7 @@ def object_coverage(shape: ShapeSpec, size: int, centre: np.ndarray, radius: np.
     cos, sin = np.cos(a), np.sin(a)
     x = (dx * cos - dy * sin) / r       # rotate the canvas by -angle; y flipped to point up
     y = -(dx * sin + dy * cos) / r
-    return np.clip(0.5 - shape.sdf(x, y) * r, 0.0, 1.0).astype(np.float32)
+    return x, y, r
 
 
 def _background(size: int, nuisance: float, u: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -618,6 +680,8 @@ def _image_split(cfg: WorldConfig, split: str, n_per_class: int, partial_frac: f
                  ) -> ImageDataset:
     sid = _SPLIT_IDS[split]
     labels = _balanced_labels(cfg, n_per_class, sid)
+    if cfg.scene == "compositional":
+        return _compositional_split(cfg, split, n_per_class, partial_frac)[0]
     ds = ImageDataset(images=_frozen(_render(cfg, labels, sid)), labels=labels,
                       class_names=cfg.class_names, name=cfg.split_name(split),
                       captions=_captions(cfg, labels, sid, partial_frac))
@@ -625,10 +689,42 @@ def _image_split(cfg: WorldConfig, split: str, n_per_class: int, partial_frac: f
     return ds
 
 
+def _compositional_split(cfg: WorldConfig, split: str, n_per_class: int,
+                         partial_frac: float) -> tuple[ImageDataset, Any]:
+    """An image split of a compositional world and its :class:`~.compositional.Scenes`."""
+    from . import compositional as comp
+
+    sid = _SPLIT_IDS[split]
+    labels = _balanced_labels(cfg, n_per_class, sid)
+    scenes = comp.sample_scenes(cfg, labels, np.random.default_rng([cfg.seed, sid, _STREAM_SCENES]))
+    caps = comp.captions(cfg, scenes, np.random.default_rng([cfg.seed, sid, _STREAM_CAPTIONS]),
+                         comp.TRAIN_WRAPPERS, partial_frac)
+    ds = ImageDataset(images=_frozen(comp.render(cfg, scenes, sid)), labels=labels,
+                      class_names=cfg.class_names, name=cfg.split_name(split), captions=caps)
+    _frozen(ds.labels)
+    return ds, scenes
+
+
+def _compositional_text_splits(cfg: WorldConfig
+                               ) -> tuple[TextDataset, TextDataset, Any, Any]:
+    """Text query / gallery splits of a compositional world and their scenes."""
+    from . import compositional as comp
+
+    rng = np.random.default_rng([cfg.seed, _SPLIT_IDS["text"]])
+    nq, ng = cfg.n_text_query_per_class, cfg.n_text_gallery_per_class
+    q_texts, g_texts, q_sc, g_sc = comp.text_split_captions(cfg, rng, nq, ng)
+    n_cls = len(cfg.classes)
+    q = TextDataset(q_texts, np.repeat(np.arange(n_cls), nq), cfg.split_name("text_query"))
+    g = TextDataset(g_texts, np.repeat(np.arange(n_cls), ng), cfg.split_name("text_gallery"))
+    return q, g, q_sc, g_sc
+
+
 def _text_splits(cfg: WorldConfig) -> tuple[TextDataset, TextDataset]:
     """Held-out-template captions: per class, a seeded shuffle of all distinct (template,
     shape synonym, colour synonym) captions; queries are its head, the gallery its tail, so
     they never share a string and each is unchanged when only the other's size changes."""
+    if cfg.scene == "compositional":
+        return _compositional_text_splits(cfg)[:2]
     rng = np.random.default_rng([cfg.seed, _SPLIT_IDS["text"]])
     nq, ng = cfg.n_text_query_per_class, cfg.n_text_gallery_per_class
     q_texts: list[str] = []
@@ -677,6 +773,9 @@ class SyntheticWorld:
         text_query: held-out-template captions (relevance = same label).
         text_gallery: held-out-template captions, disjoint strings from ``text_query``.
         prompts: zero-shot prompts per class (:func:`zero_shot_prompts` defaults).
+        scenes: compositional worlds only (else None): split name (``"train"``, ``"query"``,
+            ``"gallery"``, ``"text_query"``, ``"text_gallery"``) -> its
+            :class:`isoclip.data.compositional.Scenes`, row-aligned with the split.
 
     Arrays are read-only: a world is shared by every caller of :func:`make_world`.
     """
@@ -690,9 +789,26 @@ class SyntheticWorld:
     text_query: TextDataset
     text_gallery: TextDataset
     prompts: list[list[str]]
+    scenes: Mapping[str, Any] | None = None
+
+
+def _build_compositional_world(cfg: WorldConfig) -> SyntheticWorld:
+    tq, tg, tq_sc, tg_sc = _compositional_text_splits(cfg)
+    splits = {name: _compositional_split(cfg, name, n, frac) for name, n, frac in (
+        ("train", cfg.n_train_per_class, cfg.partial_frac),
+        ("query", cfg.n_query_per_class, 0.0), ("gallery", cfg.n_gallery_per_class, 0.0))}
+    scenes = {name: sc for name, (_, sc) in splits.items()}
+    scenes.update(text_query=tq_sc, text_gallery=tg_sc)
+    return SyntheticWorld(
+        config=cfg, class_names=cfg.class_names, classes=cfg.classes,
+        train=splits["train"][0], query=splits["query"][0], gallery=splits["gallery"][0],
+        text_query=tq, text_gallery=tg, prompts=zero_shot_prompts(cfg),
+        scenes=MappingProxyType(scenes))
 
 
 def _build_world(cfg: WorldConfig) -> SyntheticWorld:
+    if cfg.scene == "compositional":
+        return _build_compositional_world(cfg)
     text_query, text_gallery = _text_splits(cfg)
     return SyntheticWorld(
         config=cfg, class_names=cfg.class_names, classes=cfg.classes,
