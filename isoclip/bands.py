@@ -39,7 +39,7 @@ from .projectors import Projectors
 
 __all__ = ["Band", "band_basis", "iso_projectors", "paper_scaled_band", "PAPER_BANDS",
            "BandScorer", "sweep_bands", "best_band", "naive_band_metrics", "select_band",
-           "SELECT_METHODS", "agreement_sweep", "naive_agreement"]
+           "SELECT_METHODS", "agreement_sweep", "naive_agreement", "grid_bands"]
 
 #: The official per-backbone bands (k_top, k_bottom) of the IsoCLIP scripts, with the rank r of
 #: Psi they apply to (papers.md A.b: ``exp_img-img_retrieval/*.sh``, ``exp_txt-txt_retrieval``).
@@ -291,6 +291,15 @@ class _FastRanker:
         return out
 
 
+def grid_bands(r: int, k_top_values: Iterable[int] | None = None,
+               k_bottom_values: Iterable[int] | None = None) -> list[Band]:
+    """The valid bands of a ``(k_top, k_bottom)`` grid (default ``range(r)`` each), skipping
+    ``k_top + k_bottom >= r``, in grid order (k_top outer)."""
+    tops = list(range(r)) if k_top_values is None else [int(k) for k in k_top_values]
+    bottoms = list(range(r)) if k_bottom_values is None else [int(k) for k in k_bottom_values]
+    return [Band(kt, kb) for kt in tops for kb in bottoms if kt + kb < r]
+
+
 def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
                 query_labels: Tensor, gallery_labels: Tensor, modality: str = "image",
                 k_top_values: Iterable[int] | None = None,
@@ -327,12 +336,10 @@ def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
         raise ValueError(f"metric must be among {_SWEEP_METRICS}, got {metric!r}")
     scorer = BandScorer(P, query_preproj, gallery_preproj, modality, dec, dtype)
     r = scorer.r
-    tops = list(range(r)) if k_top_values is None else [int(k) for k in k_top_values]
-    bottoms = list(range(r)) if k_bottom_values is None else [int(k) for k in k_bottom_values]
     ranker = _FastRanker(query_labels, gallery_labels, same_split)
     if len(ranker.ql) != scorer.cq.shape[0] or len(ranker.gl) != scorer.cg.shape[0]:
         raise ValueError("labels must have one entry per query / gallery row")
-    bands = [Band(kt, kb) for kt in tops for kb in bottoms if kt + kb < r]
+    bands = grid_bands(r, k_top_values, k_bottom_values)
 
     def run(band: Band) -> dict[str, float]:
         return {"k_top": band.k_top, "k_bottom": band.k_bottom, "kept": band.kept(r),
@@ -465,18 +472,12 @@ def agreement_sweep(P: Projectors, image_preproj: Tensor, text_preproj: Tensor,
     target = _offdiag_rows(_cross_target(P, fi, ft, modality))
     scorer = BandScorer(P, own, own, modality, dec)
     r = scorer.r
-    tops = list(range(r)) if k_top_values is None else [int(k) for k in k_top_values]
-    bottoms = list(range(r)) if k_bottom_values is None else [int(k) for k in k_bottom_values]
     rows = []
     with torch.no_grad():
-        for kt in tops:
-            for kb in bottoms:
-                if kt + kb >= r:
-                    continue
-                band = Band(kt, kb)
-                s = _offdiag_rows(scorer.scores(band).double())
-                rows.append({"k_top": kt, "k_bottom": kb, "kept": band.kept(r),
-                             "agreement": _mean_row_corr(s, target)})
+        for band in grid_bands(r, k_top_values, k_bottom_values):
+            s = _offdiag_rows(scorer.scores(band).double())
+            rows.append({"k_top": band.k_top, "k_bottom": band.k_bottom, "kept": band.kept(r),
+                         "agreement": _mean_row_corr(s, target)})
     return pd.DataFrame(rows, columns=["k_top", "k_bottom", "kept", "agreement"])
 
 
