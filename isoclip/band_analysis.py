@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .bands import Band
 
-__all__ = ["region_bands", "pos_neg_scores", "histogram_overlap"]
+__all__ = ["region_bands", "region_decay_rates", "pos_neg_scores", "histogram_overlap"]
 
 
 def region_bands(r: int, band: Band) -> dict[str, Band]:
@@ -30,6 +30,30 @@ def region_bands(r: int, band: Band) -> dict[str, Band]:
     if band.k_bottom:
         out["bottom"] = Band(r - band.k_bottom, 0)
     return out
+
+
+def region_decay_rates(S: np.ndarray | Tensor, band: Band) -> dict[str, float]:
+    """Median decay of log σ per index in the top, kept and bottom regions of ``band``
+    (chapter 5's flatness evidence; the regime study's decay columns).
+
+    The decay at index j is log σ_j − log σ_(j+1) (adjacent singular values, no window; σ
+    clipped at 1e-12 σ_1); the top region owns the steps inside the top band, the middle the
+    steps between kept values, the bottom the rest.
+
+    Args:
+        S: [r] non-increasing singular values. band: the band that splits them.
+
+    Returns:
+        ``{"top", "mid", "bottom"}`` -> median decay (NaN for a region without steps).
+    """
+    s = S.numpy() if isinstance(S, Tensor) else np.asarray(S)
+    r = len(s)
+    rate = -np.diff(np.log(np.clip(s, s[0] * 1e-12, None)))
+    sl = band.indices(r)
+    regions = {"top": (0, sl.start), "mid": (sl.start, sl.stop - 1),
+               "bottom": (sl.stop - 1, r - 1)}
+    return {name: float(np.median(rate[lo:hi])) if hi > lo else float("nan")
+            for name, (lo, hi) in regions.items()}
 
 
 def pos_neg_scores(scores: Tensor, query_labels: object, gallery_labels: object,

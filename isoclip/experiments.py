@@ -15,7 +15,7 @@ import pandas as pd
 from torch import Tensor
 
 from .data.synthetic import SyntheticWorld
-from .evaluate.classification import evaluate_zero_shot, zero_shot_weights
+from .evaluate.classification import cosine_logits, evaluate_zero_shot, zero_shot_weights
 from .evaluate.gap import gap_report
 from .evaluate.retrieval import evaluate
 from .features import FeatureKind, image_features, text_features
@@ -385,13 +385,6 @@ def correct_top1(logits: Tensor, labels: Any) -> Tensor:
         raise ValueError(f"logits [N, C] and labels [N] expected, got {tuple(logits.shape)} and "
                          f"{tuple(y.shape)}")
     return 100.0 * (logits.argmax(1) == y).double()
-
-
-def cosine_logits(x: Tensor, w: Tensor) -> Tensor:
-    """Cosine similarities [N, C] of the rows of ``x`` [N, D] and ``w`` [C, D] (float32)."""
-    import torch.nn.functional as F
-
-    return F.normalize(x.float(), dim=-1) @ F.normalize(w.float(), dim=-1).T
 
 
 def compare_accuracy(correct: dict[str, Tensor], *, baseline: str, n_boot: int = 2000,

@@ -34,9 +34,9 @@ from torch import Tensor
 from .data.synthetic import SyntheticWorld
 from .evaluate.classification import evaluate_zero_shot, zero_shot_weights
 from .evaluate.clustering import evaluate_clustering, evaluate_mixed_knn
-from .evaluate.gap import centroid_gap, gap_report, gap_vector
+from .evaluate.gap import centroid_gap, gap_report, gap_vector, shift_gap, shift_rows
 from .evaluate.retrieval import evaluate
-from .experiments import WorldFeatures, world_features
+from .experiments import WorldFeatures, compare_retrieval, world_features
 from .losses import clip_loss
 from .models import ModelBundle
 
@@ -44,6 +44,7 @@ __all__ = [
     "OTI_GAP_ROWS",
     "VARIANT_COLUMNS",
     "apply_shift",
+    "shift_grid",
     "shift_loss_curves",
     "shift_metrics",
     "shared_operator_check",
@@ -55,18 +56,17 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Liang's shift
 
-def apply_shift(z: Any, delta: Tensor, lam: float, side: str) -> Tensor:
-    """Shift normalised rows of ``z`` by λΔ toward the other modality and renormalise.
+#: One side of Liang's shift with a given Δ (:func:`isoclip.evaluate.gap.shift_rows`).
+apply_shift = shift_rows
 
-    ``side="image"``: normalize(ẑ − λΔ); ``side="text"``: normalize(ẑ + λΔ). With Δ = mean x̂ −
-    mean ŷ of a paired set this is :func:`isoclip.evaluate.gap.shift_gap`, applicable to
-    other rows (query images, class weights) with the Δ of that set. float64 [N, d].
-    """
-    if side not in ("image", "text"):
-        raise ValueError(f"side: expected 'image' or 'text', got {side!r}")
-    zn = F.normalize(torch.as_tensor(z).double(), dim=1)
-    sign = -1.0 if side == "image" else 1.0
-    return F.normalize(zn + sign * lam * delta.double(), dim=1)
+
+def shift_grid(lam_min: float, lam_max: float, lam_step: float) -> list[float]:
+    """The shifts λ from ``lam_min`` to ``lam_max`` (inclusive) in steps of ``lam_step``,
+    rounded to 6 decimals so that 0 and 0.5 are exact grid points."""
+    if not lam_step > 0 or lam_max < lam_min:
+        raise ValueError(f"lam_step must be > 0 and lam_max >= lam_min, got lam_min={lam_min}, "
+                         f"lam_max={lam_max}, lam_step={lam_step}")
+    return [float(v) for v in np.round(np.arange(lam_min, lam_max + lam_step / 2, lam_step), 6)]
 
 
 def _batched_clip_loss(x: Tensor, y: Tensor, tau: float, batch_size: int) -> float:
@@ -99,12 +99,9 @@ def shift_loss_curves(image: Any, text: Any, lambdas: Sequence[float], taus: Seq
     Returns:
         One row per (λ, τ): ``lam, tau, gap`` (after the shift), ``loss``.
     """
-    x = F.normalize(torch.as_tensor(image).double(), dim=1)
-    y = F.normalize(torch.as_tensor(text).double(), dim=1)
-    delta = gap_vector(x, y)
     rows = []
     for lam in lambdas:
-        xs, ys = apply_shift(x, delta, lam, "image"), apply_shift(y, delta, lam, "text")
+        xs, ys = shift_gap(image, text, lam)
         gap = centroid_gap(xs, ys)
         for tau in taus:
             rows.append({"lam": float(lam), "tau": float(tau), "gap": gap,
@@ -193,8 +190,6 @@ def variant_metrics(bundle: ModelBundle, world: SyntheticWorld, *, band_method: 
         ``t2t``), ``n_classes``.
     """
     from .bands import iso_projectors, select_band
-    from .evaluate.retrieval import query_metrics
-    from .inversion_eval import paired_bootstrap
     from .projectors import get_projectors
 
     f = world_features(bundle, world)
@@ -233,12 +228,11 @@ def variant_metrics(bundle: ModelBundle, world: SyntheticWorld, *, band_method: 
                          (iso.project_text(pre.text_query), iso.project_text(pre.text_gallery)),
                          tql, tgl)}
     for task, (clip_qg, iso_qg, a, b) in pairs.items():
-        ap_clip = 100.0 * query_metrics(*clip_qg, a, b)["mAP"]
-        ap_iso = 100.0 * query_metrics(*iso_qg, a, b)["mAP"]
-        out[f"{task}_mAP_iso"] = float(ap_iso.nanmean())
-        diff = paired_bootstrap(ap_clip, ap_iso, n_boot=n_boot, seed=seed)
-        out[f"{task}_iso_delta"] = diff["delta"]
-        out[f"{task}_iso_lo"], out[f"{task}_iso_hi"] = diff["lo"], diff["hi"]
+        iso_row = compare_retrieval({"CLIP": clip_qg, "IsoCLIP": iso_qg}, a, b,
+                                    n_boot=n_boot, seed=seed).set_index("method").loc["IsoCLIP"]
+        out[f"{task}_mAP_iso"] = float(iso_row["mAP"])
+        out[f"{task}_iso_delta"] = iso_row["delta"]
+        out[f"{task}_iso_lo"], out[f"{task}_iso_hi"] = iso_row["lo"], iso_row["hi"]
     return out
 
 
@@ -269,8 +263,7 @@ def tau_inversion_table(models: dict[str, ModelBundle], world: SyntheticWorld, *
         (95 % paired bootstrap interval of ``delta = oti_mAP − intra_mAP``), ``oti_cos``
         (mean final cosine of the OTI features with their targets).
     """
-    from .evaluate.retrieval import query_metrics
-    from .inversion_eval import balanced_subset, invert, paired_bootstrap
+    from .inversion_eval import balanced_subset, invert
 
     ql, gl = np.array(world.query.labels), np.array(world.gallery.labels)
     sub = balanced_subset(ql, per_class, subset_seed).numpy()
@@ -279,14 +272,14 @@ def tau_inversion_table(models: dict[str, ModelBundle], world: SyntheticWorld, *
         f = world_features(bundle, world)
         q = f.query_images[sub]
         inv = invert(bundle, q, "OTI", steps=steps)
-        intra = 100.0 * query_metrics(q, f.gallery_images, ql[sub], gl)["mAP"]
-        oti = 100.0 * query_metrics(inv.features, f.gallery_images, ql[sub], gl)["mAP"]
-        diff = paired_bootstrap(intra, oti, n_boot=n_boot, seed=subset_seed)
-        rows.append({"model": label, "gap": gap_report(f.gallery_images,
-                                                       f.gallery_captions)["gap"],
-                     "n_queries": len(sub), "intra_mAP": float(intra.nanmean()),
-                     "oti_mAP": float(oti.nanmean()), "delta": diff["delta"],
-                     "lo": diff["lo"], "hi": diff["hi"],
+        t = compare_retrieval({"intra": (q, f.gallery_images),
+                               "OTI": (inv.features, f.gallery_images)}, ql[sub], gl,
+                              baseline="intra", n_boot=n_boot, seed=subset_seed
+                              ).set_index("method")
+        rows.append({"model": label, "gap": centroid_gap(f.gallery_images, f.gallery_captions),
+                     "n_queries": len(sub), "intra_mAP": float(t.loc["intra", "mAP"]),
+                     "oti_mAP": float(t.loc["OTI", "mAP"]), "delta": t.loc["OTI", "delta"],
+                     "lo": t.loc["OTI", "lo"], "hi": t.loc["OTI", "hi"],
                      "oti_cos": float(np.mean(np.asarray(inv.final_cos)))})
     return pd.DataFrame(rows)
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .band_analysis import region_decay_rates
 from .bands import Band, best_band, select_band, sweep_bands
 from .data.synthetic import SyntheticWorld, WorldConfig, make_world
 from .evaluate.retrieval import evaluate
@@ -108,13 +109,14 @@ def spectrum_flatness(S: Tensor, rank: int | None = None, band: Band | None = No
     iso = band if band is not None else _isotropy_band(S[:rank])
     sl = iso.indices(rank)
     capacity = (sl.stop - sl.start) * float(s[sl.stop - 1] / s[sl.start]) / rank
+    decay = region_decay_rates(s, iso)
     return {
         "flatness_mid_ratio": ratio,
         "flatness_iso_capacity": capacity,
         "effective_rank_frac": effective_rank(S[:rank]) / rank,
-        "decay_top": _median(rate[:sl.start]),
-        "decay_mid": _median(rate[sl.start:sl.stop - 1]),
-        "decay_bottom": _median(rate[sl.stop - 1:]),
+        "decay_top": decay["top"],
+        "decay_mid": decay["mid"],
+        "decay_bottom": decay["bottom"],
     }
 
 

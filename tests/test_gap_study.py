@@ -108,3 +108,14 @@ def test_isotropy_band_never_keeps_the_null_space_of_psi() -> None:
     assert isinstance(head, Band)
     S = svd(P).S
     assert float(S[64:].max()) < 1e-10 * float(S[0])
+
+
+def test_shift_grid_has_exact_landmarks() -> None:
+    from isoclip.gap_study import shift_grid
+
+    grid = shift_grid(-1.0, 1.0, 0.05)
+    assert len(grid) == 41 and grid[0] == -1.0 and grid[-1] == 1.0
+    assert 0.0 in grid and 0.5 in grid
+    assert grid == [round(-1.0 + 0.05 * i, 6) for i in range(41)]
+    with pytest.raises(ValueError, match="lam_step"):
+        shift_grid(0.0, 1.0, 0.0)

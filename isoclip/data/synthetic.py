@@ -680,8 +680,6 @@ def _image_split(cfg: WorldConfig, split: str, n_per_class: int, partial_frac: f
                  ) -> ImageDataset:
     sid = _SPLIT_IDS[split]
     labels = _balanced_labels(cfg, n_per_class, sid)
-    if cfg.scene == "compositional":
-        return _compositional_split(cfg, split, n_per_class, partial_frac)[0]
     ds = ImageDataset(images=_frozen(_render(cfg, labels, sid)), labels=labels,
                       class_names=cfg.class_names, name=cfg.split_name(split),
                       captions=_captions(cfg, labels, sid, partial_frac))
@@ -723,8 +721,6 @@ def _text_splits(cfg: WorldConfig) -> tuple[TextDataset, TextDataset]:
     """Held-out-template captions: per class, a seeded shuffle of all distinct (template,
     shape synonym, colour synonym) captions; queries are its head, the gallery its tail, so
     they never share a string and each is unchanged when only the other's size changes."""
-    if cfg.scene == "compositional":
-        return _compositional_text_splits(cfg)[:2]
     rng = np.random.default_rng([cfg.seed, _SPLIT_IDS["text"]])
     nq, ng = cfg.n_text_query_per_class, cfg.n_text_gallery_per_class
     q_texts: list[str] = []

@@ -82,7 +82,8 @@ def topk_accuracy(logits: Tensor, labels: Any, topk: Sequence[int] = (1,)) -> di
     return {f"top{k}": 100.0 * float(hit[:, :k].any(1).double().mean()) for k in ks}
 
 
-def _cosine_logits(x: Tensor, w: Tensor) -> Tensor:
+def cosine_logits(x: Tensor, w: Tensor) -> Tensor:
+    """Cosine similarities [N, C] of the rows of ``x`` [N, D] and ``w`` [C, D] (float32)."""
     return F.normalize(x.float(), dim=1) @ F.normalize(w.float(), dim=1).T
 
 
@@ -154,7 +155,7 @@ def evaluate_zero_shot(image_features: Any, class_weights: Any, labels: Any,
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"image_features and class_weights: dimensions differ "
                          f"({x.shape[1]} vs {w.shape[1]})")
-    return topk_accuracy(_cosine_logits(x, w), labels, topk)
+    return topk_accuracy(cosine_logits(x, w), labels, topk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def _ncm(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any,
     ytr = as_labels("train_labels", train_labels, train.shape[0], "train_features")
     c = _n_classes(n_classes, ytr, yt)
     protos = ncm_prototypes(train, ytr, c)
-    return topk_accuracy(_cosine_logits(project(test.float()), project(protos)), yt, topk)
+    return topk_accuracy(cosine_logits(project(test.float()), project(protos)), yt, topk)
 
 
 def evaluate_ncm(train_features: Any, train_labels: Any, test_features: Any, test_labels: Any,

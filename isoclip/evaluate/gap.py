@@ -36,6 +36,7 @@ __all__ = [
     "gap_vector",
     "intra_modal_cosine",
     "shift_gap",
+    "shift_rows",
     "true_pair_cosine",
     "uniformity",
     "w2_uniformity",
@@ -67,6 +68,19 @@ def centroid_gap(x: Any, y: Any) -> float:
     return float(gap_vector(x, y).norm())
 
 
+def shift_rows(z: Any, delta: Tensor, lam: float, side: str) -> Tensor:
+    """One side of Liang's shift with a given gap vector Δ: normalize(ẑ − λΔ) for
+    ``side="image"``, normalize(ẑ + λΔ) for ``side="text"``; float64 [N, d].
+
+    Applies the Δ of one paired set to other rows too (query images, class weights).
+    """
+    if side not in ("image", "text"):
+        raise ValueError(f"side: expected 'image' or 'text', got {side!r}")
+    zn = F.normalize(torch.as_tensor(z).double(), dim=1)
+    sign = -1.0 if side == "image" else 1.0
+    return F.normalize(zn + sign * lam * torch.as_tensor(delta).double(), dim=1)
+
+
 def shift_gap(x: Any, y: Any, lam: float) -> tuple[Tensor, Tensor]:
     """Liang's gap shift: (normalize(x̂ − λΔ), normalize(ŷ + λΔ)), float64 [N, d], [M, d].
 
@@ -75,7 +89,7 @@ def shift_gap(x: Any, y: Any, lam: float) -> tuple[Tensor, Tensor]:
     """
     xn, yn = _pair(x, y, paired=False)
     delta = xn.mean(0) - yn.mean(0)
-    return F.normalize(xn - lam * delta, dim=1), F.normalize(yn + lam * delta, dim=1)
+    return shift_rows(xn, delta, lam, "image"), shift_rows(yn, delta, lam, "text")
 
 
 def true_pair_cosine(x: Any, y: Any) -> float:
