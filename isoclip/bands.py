@@ -240,7 +240,7 @@ class _FastRanker:
     """
 
     def __init__(self, query_labels: Tensor, gallery_labels: Tensor, same_split: bool) -> None:
-        from .evaluate.retrieval import _Relevance, as_labels  # noqa: PLC0415
+        from .evaluate.retrieval import Relevance, as_labels
         self.ql = torch.as_tensor(np.array(np.asarray(query_labels)))
         self.gl = torch.as_tensor(np.array(np.asarray(gallery_labels)))
         ql = as_labels("query_labels", self.ql, len(self.ql), "query")
@@ -248,7 +248,7 @@ class _FastRanker:
         self.same_split = same_split
         if same_split and not torch.equal(ql, gl):
             raise ValueError("same_split: query and gallery labels must be identical")
-        rel = _Relevance(ql, gl)
+        rel = Relevance(ql, gl)
         rows = torch.arange(len(ql))
         self.cols, self.valid = rel.columns(rows, rows if same_split else None)
         self.R = self.valid.sum(1)

@@ -57,6 +57,11 @@ def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind
                          kind=kind)
 
 
+def calibration_indices(n_train: int, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """[n] sorted row indices into ``world.train`` of :func:`calibration_pairs`' pairs."""
+    return np.sort(np.random.default_rng(seed).choice(n_train, n, replace=False))
+
+
 def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
                       seed: int = 0) -> tuple[Tensor, Tensor]:
     """Pre-projection features ([n, d_i], [n, d_t]) of ``n`` seeded training pairs (an image
@@ -71,7 +76,7 @@ def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
         raise ValueError(f"n: expected 3 <= n <= {len(train)} (training pairs), got {n}")
     if train.captions is None or not isinstance(train.images, np.ndarray):
         raise ValueError("world.train must hold images as an array and their captions")
-    idx = np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))
+    idx = calibration_indices(len(train), n, seed)
     sub = ImageDataset(images=train.images[idx], labels=train.labels[idx],
                        class_names=train.class_names, name=f"{train.name}[calib {n}, seed {seed}]",
                        captions=[train.captions[i] for i in idx])

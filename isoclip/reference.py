@@ -92,6 +92,8 @@ def paper_comparison(ref: pd.DataFrame, task: str, baseline: str = "CLIP") -> pd
         Columns ``paper, backbone, method, value, baseline, gain_points, gain_relative,
         source`` for every non-baseline method; rows without a baseline are dropped.
     """
+    from .experiments import relative_gain
+
     d = ref[ref["task"] == task]
     base = d[d["method"] == baseline].set_index(["paper", "backbone"])["value"]
     rows = []
@@ -101,6 +103,6 @@ def paper_comparison(ref: pd.DataFrame, task: str, baseline: str = "CLIP") -> pd
         b = float(base.loc[(r.paper, r.backbone)])
         rows.append({"paper": r.paper, "backbone": r.backbone, "method": r.method,
                      "value": r.value, "baseline": b, "gain_points": r.value - b,
-                     "gain_relative": 100.0 * (r.value - b) / b, "source": r.source})
+                     "gain_relative": float(relative_gain(r.value, b)), "source": r.source})
     return pd.DataFrame(rows, columns=["paper", "backbone", "method", "value", "baseline",
                                        "gain_points", "gain_relative", "source"])

@@ -125,6 +125,9 @@ class TrainConfig:
             raise ValueError(f"temperature: expected None (learned) or > 0, got {self.temperature}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac: expected in [0, 1), got {self.warmup_frac}")
+        # a list (e.g. from JSON) becomes the tuple of the default; the cache key is unchanged
+        object.__setattr__(self, "checkpoint_fracs",
+                           tuple(float(f) for f in self.checkpoint_fracs))
         if any(not 0 <= f <= 1 for f in self.checkpoint_fracs):
             raise ValueError(
                 f"checkpoint_fracs: expected values in [0, 1], got {self.checkpoint_fracs}")

@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,7 +16,17 @@ from isoclip.data.synthetic import WorldConfig
 from isoclip.evaluate.retrieval import evaluate
 from isoclip.operator import effective_rank, svd
 from isoclip.projectors import Projectors
-from isoclip.regimes import REGIME_KEYS, band_metrics, run_regime, spectrum_flatness
+from isoclip.regimes import (
+    REGIME_KEYS,
+    band_metrics,
+    combine_sweeps,
+    direction_factor_share,
+    domain_groups,
+    grouped_query_ap,
+    grouped_sweep,
+    run_regime,
+    spectrum_flatness,
+)
 from isoclip.train import TrainConfig
 
 
@@ -161,3 +172,198 @@ def test_run_regime_argument_errors() -> None:
         run_regime(TINY_WORLD, {})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="stride"):
         run_regime(TINY_WORLD, TINY_TRAIN, stride=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# sub-domain retrieval: each query ranked only against its group's gallery
+
+def _naive_grouped(P, q, g, ql, gl, qg, gg, band) -> float:
+    """mAP over all queries, each query evaluated alone against its group's gallery."""
+    aps = []
+    for i in range(len(ql)):
+        keep = torch.as_tensor(gg == qg[i])
+        if not bool((gl[keep] == ql[i]).any()):
+            continue
+        aps.append(naive_band_metrics(P, q[i:i + 1], g[keep], ql[i:i + 1], gl[keep], band,
+                                      "image")["mAP"])
+    return float(np.mean(aps))
+
+
+def test_domain_groups_and_errors() -> None:
+    assert domain_groups([0, 2, 1, 2], [5, 6, 7]).tolist() == [5, 7, 6, 7]
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 3\)"):
+        domain_groups([0, 3], [5, 6, 7])
+
+
+def test_grouped_sweep_matches_per_query_naive_path() -> None:
+    P, f, y = _random(5, d=8)
+    y = np.asarray(y)
+    groups = domain_groups(y, [0, 0, 1, 1, 2])  # class 4 is alone in its group
+    q, g = f[:40], f[40:]
+    ql, gl, qg, gg = y[:40], y[40:], groups[:40], groups[40:]
+    dec = svd(P)
+    df = grouped_sweep(P, q, g, ql, gl, "image", [0, 2], [0, 1, 3], dec=dec,
+                       query_groups=qg, gallery_groups=gg)
+    for row in df.itertuples():
+        band = Band(int(row.k_top), int(row.k_bottom))
+        assert row.mAP == pytest.approx(_naive_grouped(P, q, g, ql, gl, qg, gg, band), abs=1e-3)
+    # the groups change the answer (the test would pass vacuously otherwise)
+    flat = grouped_sweep(P, q, g, ql, gl, "image", [0, 2], [0, 1, 3], dec=dec)
+    assert not np.allclose(flat["mAP"], df["mAP"])
+    # per-query AP with groups equals evaluate() on each query's restricted gallery
+    ap = grouped_query_ap(P.project_image(q), P.project_image(g), ql, gl, qg, gg)
+    for i in (0, 7, 21):
+        keep = torch.as_tensor(gg == qg[i])
+        ref = evaluate(P.project_image(q[i:i + 1]), P.project_image(g[keep]), ql[i:i + 1],
+                       gl[keep])["mAP"]
+        assert float(ap[i]) == pytest.approx(ref, abs=1e-4)
+
+
+def test_band_metrics_with_groups_choose_one_band_for_all_groups() -> None:
+    P, f, y = _random(6, d=8)
+    y = np.asarray(y)
+    groups = domain_groups(y, [0, 0, 1, 1, 1])
+    q, g, ql, gl = f[:30], f[30:], y[:30], y[30:]
+    out = band_metrics(P, q, g, ql, gl, "image", stride=2, query_groups=groups[:30],
+                       gallery_groups=groups[30:])
+    dec = svd(P)
+    rank, null = min(dec.r, P.d), dec.r - min(dec.r, P.d)
+    grid = [Band(kt, null + kb) for kt in range(0, rank, 2) for kb in range(0, rank, 2)
+            if kt + kb < rank]
+    naive = {b: _naive_grouped(P, q, g, ql, gl, groups[:30], groups[30:], b) for b in grid}
+    assert out["oracle_mAP"] == pytest.approx(max(naive.values()), abs=1e-3)
+    clip = grouped_query_ap(P.project_image(q), P.project_image(g), ql, gl, groups[:30],
+                            groups[30:])
+    assert out["clip_mAP"] == pytest.approx(float(np.nanmean(clip)), abs=1e-9)
+    with pytest.raises(ValueError, match="give both or neither"):
+        band_metrics(P, q, g, ql, gl, "image", query_groups=groups[:30])
+    with pytest.raises(ValueError, match=r"gallery_groups: expected one group id per row"):
+        band_metrics(P, q, g, ql, gl, "image", query_groups=groups[:30],
+                     gallery_groups=groups[:5])
+
+
+def test_combine_sweeps_is_the_sweep_of_the_union() -> None:
+    P, f, y = _random(7, d=8)
+    y = np.asarray(y)
+    q, g, ql, gl = f[:30], f[30:], y[:30], y[30:]
+    dec = svd(P)
+    args = ([0, 1], [0, 2])
+    whole = grouped_sweep(P, q, g, ql, gl, "image", *args, dec=dec)
+    parts = [grouped_sweep(P, q[s], g, ql[s], gl, "image", *args, dec=dec)
+             for s in (slice(0, 11), slice(11, 30))]
+    both = combine_sweeps(parts)
+    assert both["n"].tolist() == whole["n"].tolist()
+    assert np.allclose(both["mAP"], whole["mAP"], atol=1e-9)
+    with pytest.raises(ValueError, match="different grids"):
+        combine_sweeps([parts[0], grouped_sweep(P, q, g, ql, gl, "image", [0], [0], dec=dec)])
+
+
+def test_direction_factor_share_matches_a_per_direction_anova() -> None:
+    P, f, y = _random(8, d=8)
+    y = np.asarray(y)
+    groups = {"coarse": domain_groups(y, [0, 0, 1, 1, 1]), "fine": y}
+    df = direction_factor_share(P, f, groups, "image")
+    dec = svd(P)
+    c = (f.double() @ dec.U).numpy()
+    for j in (0, 3, dec.r - 1):
+        x = c[:, j]
+        for name, g in groups.items():
+            within = sum(((x[g == k] - x[g == k].mean()) ** 2).sum() for k in np.unique(g))
+            total = ((x - x.mean()) ** 2).sum()
+            assert df.loc[j, f"eta2_{name}"] == pytest.approx(1 - within / total, abs=1e-9)
+    assert (df["eta2_fine"] >= df["eta2_coarse"] - 1e-12).all()  # finer partition explains more
+    assert df["sigma_rel"].iloc[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"factors\['bad'\]: expected one group id per row"):
+        direction_factor_share(P, f, {"bad": y[:5]}, "image")
+    with pytest.raises(ValueError, match="modality"):
+        direction_factor_share(P, f, groups, "audio")
+
+
+def test_load_study_and_rerun_check(tmp_path) -> None:
+    from isoclip.regimes import load_study, rerun_check
+
+    row = {"run": "x", "world": {"shapes": ["circle", "square"], "colours": ["red"],
+                                 "nuisance": 1.0},
+           "train": {"model": "isoclip-tiny-vit", "temperature": None, "steps": 800},
+           "i2i_mAP": 50.0, "i2i_oracle_mAP": 53.0, "i2i_oracle_heldout_mAP": 52.0,
+           "i2i_auto_mAP": 40.0}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"about": {"k": "v"}, "runs": [row]}))
+    about, df = load_study(path)
+    assert about == {"k": "v"}
+    r = df.iloc[0]
+    assert (r["tau"], r["d"], r["d_i"], r["n_classes"]) == ("learned", 64, 96, 2)
+    assert r["i2i_gain_oracle"] == pytest.approx(3.0)
+    assert r["i2i_gain_heldout"] == pytest.approx(2.0)
+    assert r["i2i_gain_auto"] == pytest.approx(-10.0)
+    assert r["i2i_error_cut_heldout"] == pytest.approx(100 * 2.0 / 50.0)
+    assert r["i2i_in_shape_gain_oracle"] is None
+    with pytest.raises(FileNotFoundError, match="make regimes"):
+        load_study(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a regime-study file"):
+        load_study(tmp_path / "bad.json")
+    tol = {"i2i_mAP": 1.0, "i2i_oracle_mAP": 0.5}
+    t = rerun_check(row, {**row, "i2i_mAP": 50.9, "i2i_oracle_mAP": 54.0}, tol)
+    assert t["ok"].tolist() == [True, False]
+    assert t["abs_diff"].tolist() == pytest.approx([0.9, 1.0])
+    with pytest.raises(ValueError, match="'train' configuration differs"):
+        rerun_check(row, {**row, "train": {}}, tol)
+    with pytest.raises(ValueError, match="missing"):
+        rerun_check(row, row, {"nope": 1.0})
+
+
+def test_domain_agreement_band_averages_the_groups_naive_agreement() -> None:
+    from isoclip.bands import naive_agreement
+    from isoclip.regimes import domain_agreement_band
+
+    P, fi, y = _random(9, d=8)
+    g = torch.Generator().manual_seed(10)
+    ft = fi[:, :8] @ torch.randn(8, 8, generator=g) + 0.3 * torch.randn(len(fi), 8, generator=g)
+    groups = domain_groups(np.asarray(y), [0, 0, 1, 1, 2])
+    band, sweep = domain_agreement_band(P, fi, ft, groups, "image", stride=2)
+    dec = svd(P)
+    null = dec.r - min(dec.r, P.d)
+    for row in sweep.iloc[[0, 3, len(sweep) - 1]].itertuples():
+        b = Band(int(row.k_top), int(row.k_bottom))
+        ref = np.mean([naive_agreement(P, fi[torch.as_tensor(groups == k)],
+                                       ft[torch.as_tensor(groups == k)], b)
+                       for k in np.unique(groups)])
+        assert row.agreement == pytest.approx(ref, abs=1e-6)
+    assert (band.k_top, band.k_bottom) == tuple(
+        sweep.loc[sweep["agreement"].idxmax(), ["k_top", "k_bottom"]].astype(int))
+    assert (sweep["k_bottom"] >= null).all()
+    # one group = the plain agreement sweep
+    one, _ = domain_agreement_band(P, fi, ft, None, "image", stride=2)
+    assert sweep is not None and isinstance(one, Band)
+    with pytest.raises(ValueError, match="at least one group with 3"):
+        domain_agreement_band(P, fi[:4], ft[:4], np.arange(4), "image")
+
+
+def test_clip_likeness_is_the_l1_distance_to_the_target() -> None:
+    from isoclip.regimes import clip_likeness
+
+    runs = pd.DataFrame({"cone_image": [0.5, 0.1], "cone_text": [0.5, 0.3], "gap": [0.82, 0.32]})
+    assert clip_likeness(runs).tolist() == pytest.approx([0.0, 0.4 + 0.2 + 0.5])
+    with pytest.raises(ValueError, match=r"missing diagnostic columns \['gap'\]"):
+        clip_likeness(runs.drop(columns="gap"))
+
+
+def test_mean_pair_cosine_matches_a_loop_over_pairs() -> None:
+    from isoclip.bands import iso_projectors
+    from isoclip.regimes import mean_pair_cosine
+
+    P, f, y = _random(11, d=8)
+    groups = domain_groups(np.asarray(y), [0, 0, 1, 1, 2])
+    f = f[:25]
+    groups = groups[:25]
+    for band in (None, Band(0, 5), Band(2, 1)):
+        proj = P if band is None else iso_projectors(P, band)
+        z = torch.nn.functional.normalize(proj.project_image(f).double(), dim=1).numpy()
+        vals = [z[i] @ z[j] for i in range(25) for j in range(25)
+                if i != j and groups[i] == groups[j]]
+        assert mean_pair_cosine(P, f, band, groups) == pytest.approx(np.mean(vals), abs=1e-6)
+        all_pairs = [z[i] @ z[j] for i in range(25) for j in range(25) if i != j]
+        assert mean_pair_cosine(P, f, band) == pytest.approx(np.mean(all_pairs), abs=1e-6)
+    with pytest.raises(ValueError, match="no pair of distinct items"):
+        mean_pair_cosine(P, f[:3], None, np.arange(3))

@@ -84,6 +84,9 @@ __all__ = [
     "query_metrics",
     "query_metrics_scores",
     "relevant_ranks",
+    "Relevance",
+    "as_labels",
+    "as_features",
 ]
 
 #: Default number of similarity entries per chunk (chunk_size = this // gallery size).
@@ -170,7 +173,7 @@ def _chunk_rows(chunk_size: int | None, n_cols: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # ranks of the relevant items
 
-class _Relevance:
+class Relevance:
     """Gallery columns of each class, for gathering the relevant items of a query chunk.
 
     Labels are compared for equality only (any int64 values). ``order`` lists gallery columns
@@ -231,7 +234,7 @@ def _ranks_chunk(scores: Tensor, cols: Tensor, valid: Tensor, self_cols: Tensor 
 
     Args:
         scores: float32/float64 [C, G] similarities, CPU (not modified).
-        cols, valid: relevant gallery columns [C, Rmax] and their mask (see ``_Relevance``).
+        cols, valid: relevant gallery columns [C, Rmax] and their mask (see ``Relevance``).
         self_cols: [C] gallery column of each query itself (same-split: it is neither relevant
             nor counted) or None.
         gallery_codes, query_codes: class codes [G] and [C] (for the exact tie path).
@@ -292,7 +295,7 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def _ranks_iter(n_rows: int, chunk: int, relevance: _Relevance, same_split: bool,
+def _ranks_iter(n_rows: int, chunk: int, relevance: Relevance, same_split: bool,
                 score_rows: Callable[[int, int], Tensor]) -> list[tuple[Tensor, Tensor]]:
     """``_ranks_chunk`` over query chunks; ``score_rows(a, b)`` gives fresh scores [b - a, G]."""
     out = []
@@ -332,7 +335,7 @@ def relevant_ranks(scores: Tensor, query_labels: Any, gallery_labels: Any,
     ql = as_labels("query_labels", query_labels, q, "scores")
     gl = as_labels("gallery_labels", gallery_labels, g, "scores (columns)")
     _check_same_split(same_split, q, g, ql, gl)
-    rel = _Relevance(ql, gl)
+    rel = Relevance(ql, gl)
     chunk = _chunk_rows(chunk_size, g)
     dtype = s.dtype if s.dtype in (torch.float32, torch.float64) else torch.float32
     parts = _ranks_iter(q, chunk, rel, same_split, lambda a, b: s[a:b].to(dtype))
@@ -416,7 +419,7 @@ def query_metrics(query: Any, gallery: Any, query_labels: Any, gallery_labels: A
     qn = F.normalize(qf.to(torch.float32), dim=1)
     gn = F.normalize(gf.to(torch.float32), dim=1)
     gt = gn.T.contiguous()
-    rel = _Relevance(ql, gl)
+    rel = Relevance(ql, gl)
     chunk = _chunk_rows(chunk_size, g)
     with torch.no_grad():
         parts = _ranks_iter(q, chunk, rel, same_split, lambda a, b: qn[a:b] @ gt)
