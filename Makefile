@@ -66,7 +66,7 @@ benchmarks: $(STAMP) ## Run the benchmark scripts (print figures; the regime stu
 	for f in $(filter-out benchmarks/regime_study.py,$(wildcard benchmarks/*.py)); do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-regimes: $(STAMP) ## Regime study of chapter 13 (15 tiny models, ~70 min on 2 cores from scratch)
+regimes: $(STAMP) ## Regime study of chapter 13 (17 tiny models, ~75 min on 2 cores from scratch)
 	$(PY) benchmarks/regime_study.py
 
 clean: ## Remove build products (keeps the model/feature cache)

@@ -18,7 +18,8 @@ with the same 24 classes: up to 3 objects, each optional attribute captioned wit
 probability 0.5; ``medium``: up to 2 objects, probability 0.25), temperature (learned vs
 fixed 0.01 / 0.03 / 0.1), shared dimension (``isoclip-tiny-vit``: d = 64 < d_i = 96;
 ``isoclip-tiny-vit-d32``: d = 32, well below both tower widths, as CLIP's 768 → 512) and
-training length (800 vs 1600 steps), nuisance strength (1, 0.5, 0) and the number of
+training length (800 vs 1600 steps), the training seed (0, 1, 2 for the default), nuisance
+strength (1, 0.5, 0) and the number of
 colours (4 or 8: 24 or 48 classes; a harder fine-grained colour task inside each shape).
 Every run is evaluated over the whole world and inside sub-domains (``in_shape``: one shape
 at a time, relevance = colour; ``in_colour``: one colour at a time, relevance = shape), the
@@ -76,6 +77,8 @@ RUNS: dict[str, tuple[str, TrainConfig]] = {
     "colours8-learned": ("colours8", _train(None)),
     "colours8-tau0.01": ("colours8", _train(0.01)),
     "default-learned-1600": ("default", _train(None, steps=1600)),
+    "default-learned-seed1": ("default", replace(_train(None), seed=1)),
+    "default-learned-seed2": ("default", replace(_train(None), seed=2)),
 }
 
 #: Written at the top of the JSON file: what the numbers mean.

@@ -93,7 +93,7 @@ def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, floa
         ``zero_shot_acc``, ``chance_acc``: zero-shot top-1 on the query images (prompt
         ensembles ``world.prompts``) and the chance level.
         ``i2t_R1``, ``i2t_mAP``: query images -> gallery captions.
-        ``t2i_mAP``: query captions -> gallery images.
+        ``t2i_R1``, ``t2i_mAP``: query captions -> gallery images.
         ``i2i_mAP``: query images -> gallery images (intra-modal).
         ``t2t_mAP``: held-out-template captions -> held-out-template captions (intra-modal).
         ``gap``, ``true_pair_cos``, ``cone_image``, ``cone_text``: on the gallery images and
@@ -113,6 +113,7 @@ def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, floa
         "chance_acc": 100.0 / len(world.class_names),
         "i2t_R1": i2t["R@1"],
         "i2t_mAP": i2t["mAP"],
+        "t2i_R1": t2i["R@1"],
         "t2i_mAP": t2i["mAP"],
         "i2i_mAP": i2i["mAP"],
         "t2t_mAP": t2t["mAP"],

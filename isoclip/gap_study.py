@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data.synthetic import SyntheticWorld
-from .evaluate.classification import evaluate_zero_shot, zero_shot_weights
+from .evaluate.classification import evaluate_zero_shot
 from .evaluate.clustering import evaluate_clustering, evaluate_mixed_knn
-from .evaluate.gap import centroid_gap, gap_report, gap_vector, shift_gap, shift_rows
+from .evaluate.gap import centroid_gap, gap_vector, shift_gap, shift_rows
 from .evaluate.retrieval import evaluate
-from .experiments import WorldFeatures, compare_retrieval, world_features
+from .experiments import WorldFeatures, compare_retrieval, sanity_metrics, world_features
 from .losses import clip_loss
 from .models import ModelBundle
 
@@ -195,18 +195,12 @@ def variant_metrics(bundle: ModelBundle, world: SyntheticWorld, *, band_method: 
     f = world_features(bundle, world)
     ql, gl = np.array(world.query.labels), np.array(world.gallery.labels)
     tql, tgl = np.array(world.text_query.labels), np.array(world.text_gallery.labels)
-    weights = zero_shot_weights(bundle, world.prompts, progress=False)
-    geo = gap_report(f.gallery_images, f.gallery_captions)
+    sanity = sanity_metrics(bundle, world)
     clus = evaluate_clustering(f.gallery_images, f.gallery_captions, gl, n_clusters=n_clusters,
                                seed=seed)
     out: dict[str, Any] = {
-        "zero_shot_acc": evaluate_zero_shot(f.query_images, weights, ql)["top1"],
-        "i2t_R1": evaluate(f.query_images, f.gallery_captions, ql, gl)["R@1"],
-        "t2i_R1": evaluate(f.query_captions, f.gallery_images, ql, gl)["R@1"],
-        "i2i_mAP": evaluate(f.query_images, f.gallery_images, ql, gl)["mAP"],
-        "t2t_mAP": evaluate(f.text_query, f.text_gallery, tql, tgl)["mAP"],
-        "gap": geo["gap"], "true_pair_cos": geo["true_pair_cos"],
-        "cone_image": geo["intra_cos_image"], "cone_text": geo["intra_cos_text"],
+        **{k: sanity[k] for k in ("zero_shot_acc", "i2t_R1", "t2i_R1", "i2i_mAP", "t2t_mAP",
+                                  "gap", "true_pair_cos", "cone_image", "cone_text")},
         "v_measure": clus["v_measure"], "ari": clus["ari"], "nmi": clus["nmi"],
         "n_clusters": int(clus["n_clusters"]),
         "knn_acc": evaluate_mixed_knn(f.gallery_images, f.gallery_captions, gl,

@@ -568,6 +568,7 @@ def load_study(path: Any) -> tuple[dict[str, str], pd.DataFrame]:
         ``(about, runs)``: the file's description of its keys, and one row per run with every
         result key plus ``world_name``, ``tau`` (``"learned"`` or the fixed value as text),
         ``d`` (shared dimension), ``d_i`` (image tower width), ``steps``, ``nuisance``,
+        ``seed`` (training seed),
         ``n_classes`` and, for each domain prefix ``<dom>`` of :data:`DOMAIN_LABELS` and task
         ``i2i`` / ``t2t``: ``<task>_<dom>gain_oracle``, ``<task>_<dom>gain_heldout`` and
         ``<task>_<dom>gain_auto``, ``<task>_<dom>gain_agree`` (band mAP minus CLIP's,
@@ -600,7 +601,7 @@ def load_study(path: Any) -> tuple[dict[str, str], pd.DataFrame]:
         row = dict(r)
         row.update(tau="learned" if t is None else f"{t:g}", d=cfg["embed_dim"],
                    d_i=cfg["vision_cfg"]["width"], steps=r["train"]["steps"],
-                   nuisance=r["world"]["nuisance"],
+                   nuisance=r["world"]["nuisance"], seed=r["train"].get("seed", 0),
                    n_classes=len(r["world"]["shapes"]) * len(r["world"]["colours"]))
         for dom in DOMAIN_LABELS:
             for task in ("i2i", "t2t"):
@@ -817,14 +818,14 @@ def plot_regime_heatmap(runs: pd.DataFrame, panels: tuple[tuple[str, str], ...] 
         ("i2i_in_shape_gain_heldout", "IsoCLIP, within one shape"),
         ("oti_gain", "OTI, whole world"),
         ("oti_in_shape_gain", "OTI, within one shape")),
-        d: int = 64, steps: int = 800):  # noqa: ANN201
+        d: int = 64, steps: int = 800, seed: int = 0):  # noqa: ANN201
     """Heatmaps world × temperature of image→image gains over CLIP (mAP points), for the runs
-    with shared dimension ``d`` and ``steps`` training steps (the other runs vary one more
-    factor; they are in the table). Empty cells: the combination was not run."""
+    with shared dimension ``d``, ``steps`` training steps and training seed ``seed`` (the
+    other runs vary one more factor; they are in the table). Empty cells: not run."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sub = runs[(runs["d"] == d) & (runs["steps"] == steps)]
+    sub = runs[(runs["d"] == d) & (runs["steps"] == steps) & (runs["seed"] == seed)]
     taus = sorted(sub["tau"].unique(), key=lambda t: (t != "learned", float(t) if t != "learned"
                                                       else 0.0))
     worlds = list(dict.fromkeys(sub["world_name"]))

@@ -292,7 +292,7 @@ def test_load_study_and_rerun_check(tmp_path) -> None:
     about, df = load_study(path)
     assert about == {"k": "v"}
     r = df.iloc[0]
-    assert (r["tau"], r["d"], r["d_i"], r["n_classes"]) == ("learned", 64, 96, 2)
+    assert (r["tau"], r["d"], r["d_i"], r["n_classes"], r["seed"]) == ("learned", 64, 96, 2, 0)
     assert r["i2i_gain_oracle"] == pytest.approx(3.0)
     assert r["i2i_gain_heldout"] == pytest.approx(2.0)
     assert r["i2i_gain_auto"] == pytest.approx(-10.0)
