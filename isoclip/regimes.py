@@ -838,6 +838,8 @@ def plot_regime_heatmap(runs: pd.DataFrame, panels: tuple[tuple[str, str], ...] 
                                ).reindex(index=worlds, columns=taus).astype(float)
         sns.heatmap(grid, ax=ax, annot=True, fmt="+.1f", cmap="RdBu_r", vmin=-lim, vmax=lim,
                     cbar=False, annot_kws={"fontsize": 8})
+        ax.grid(False)
+        ax.set_facecolor("0.93")  # combinations not run
         ax.set_title(title)
         ax.set_xlabel("τ")
         ax.set_ylabel("")
