@@ -7,7 +7,9 @@ and the cone, the flatness of Psi's spectrum, CLIP's image→image and text→te
 mAP of IsoCLIP's oracle band (best band of a strided sweep, chosen on the test queries) and of
 its automatic band (:func:`isoclip.bands.select_band` ``"isotropy"``, no labels), the
 label-free agreement band chosen on unlabelled image-caption pairs of the domain
-(:func:`domain_agreement_band`), and OTI's gain over CLIP (:func:`oti_gains`).
+(:func:`domain_agreement_band`), the domain's mean-centred embeddings (each group centred on
+its own gallery mean, :func:`isoclip.baselines.mean_center`), and OTI's gain over CLIP
+(:func:`oti_gains`).
 ``benchmarks/regime_study.py`` runs a grid of them.
 
 Sub-domains (:data:`DOMAINS`). The paper's retrieval sets are fine-grained slices of what
@@ -54,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .band_analysis import region_decay_rates
+from .baselines import mean_center
 from .bands import Band, best_band, select_band, sweep_bands
 from .data.synthetic import SyntheticWorld, WorldConfig, make_world
 from .experiments import (
@@ -89,7 +92,7 @@ REGIME_KEYS = (
     "flatness_iso_capacity", "effective_rank_frac", "decay_top", "decay_mid", "decay_bottom",
     "auto_band", "sweep_stride",
     *(f"{task}_{dom}{k}" for dom in ("", "in_shape_", "in_colour_") for task in ("i2i", "t2t")
-      for k in ("mAP", *_BAND_KEY_NAMES)),
+      for k in ("mAP", *_BAND_KEY_NAMES, "centred_mAP")),
     "oti_queries",
     *(f"oti_{dom}{k}" for dom in ("", "in_shape_", "in_colour_") for k in ("gain", "lo", "hi")),
 )
@@ -233,9 +236,15 @@ def combine_sweeps(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
                      gallery_labels: np.ndarray, query_groups: np.ndarray | None = None,
-                     gallery_groups: np.ndarray | None = None) -> Tensor:
+                     gallery_groups: np.ndarray | None = None, transform: Any = None
+                     ) -> Tensor:
     """Per-query AP in percent ([Q] float64, NaN: no relevant item in the query's group) with
-    each query ranked only against its group's gallery (:func:`grouped_sweep`'s protocol)."""
+    each query ranked only against its group's gallery (:func:`grouped_sweep`'s protocol).
+
+    ``transform(query, gallery) -> (query, gallery)``, if given, is applied to each group's
+    features before ranking (e.g. :func:`isoclip.baselines.mean_center`: centring on the
+    group's own gallery mean).
+    """
     from .evaluate.retrieval import query_metrics
 
     out = torch.full((len(query_labels),), float("nan"), dtype=torch.float64)
@@ -248,8 +257,10 @@ def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
         qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
         if len(gi) == 0:
             continue
-        m = query_metrics(query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)],
-                          query_labels[qi], gallery_labels[gi], ks=(1,))
+        q, g = query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)]
+        if transform is not None:
+            q, g = transform(q, g)
+        m = query_metrics(q, g, query_labels[qi], gallery_labels[gi], ks=(1,))
         out[torch.as_tensor(qi)] = 100.0 * m["mAP"]
     return out
 
@@ -548,6 +559,12 @@ def _evaluate(bundle: Any, world: SyntheticWorld, stride: int, oti: bool = True
             out[f"{prefix}_{dom}mAP"] = m["clip_mAP"]
             for k in _BAND_KEY_NAMES:
                 out[f"{prefix}_{dom}{k}"] = m[k]
+            project = P.project_image if modality == "image" else P.project_text
+            centred = grouped_query_ap(
+                project(q.to(P.dtype)), project(g.to(P.dtype)), np.asarray(ql), np.asarray(gl),
+                None if groups is None else domain_groups(ql, groups),
+                None if groups is None else domain_groups(gl, groups), transform=mean_center)
+            out[f"{prefix}_{dom}centred_mAP"] = float(np.nanmean(centred))
     if oti:
         out.update(oti_gains(bundle, world))
     return out
@@ -571,7 +588,8 @@ def load_study(path: Any) -> tuple[dict[str, str], pd.DataFrame]:
         ``seed`` (training seed),
         ``n_classes`` and, for each domain prefix ``<dom>`` of :data:`DOMAIN_LABELS` and task
         ``i2i`` / ``t2t``: ``<task>_<dom>gain_oracle``, ``<task>_<dom>gain_heldout`` and
-        ``<task>_<dom>gain_auto``, ``<task>_<dom>gain_agree`` (band mAP minus CLIP's,
+        ``<task>_<dom>gain_auto``, ``<task>_<dom>gain_agree``, ``<task>_<dom>gain_centred``
+        (band or baseline mAP minus CLIP's,
         points; None where the file lacks the band), and ``<task>_<dom>error_cut_heldout``
         (the held-out gain in percent of CLIP's headroom ``100 − mAP``; None at 100).
 
@@ -607,7 +625,8 @@ def load_study(path: Any) -> tuple[dict[str, str], pd.DataFrame]:
             for task in ("i2i", "t2t"):
                 clip = r.get(f"{task}_{dom}mAP")
                 for name, key in (("oracle", "oracle_mAP"), ("heldout", "oracle_heldout_mAP"),
-                                  ("auto", "auto_mAP"), ("agree", "agree_mAP")):
+                                  ("auto", "auto_mAP"), ("agree", "agree_mAP"),
+                                  ("centred", "centred_mAP")):
                     v = r.get(f"{task}_{dom}{key}")
                     row[f"{task}_{dom}gain_{name}"] = (None if v is None or clip is None
                                                        else v - clip)

@@ -217,6 +217,18 @@ def test_grouped_sweep_matches_per_query_naive_path() -> None:
         ref = evaluate(P.project_image(q[i:i + 1]), P.project_image(g[keep]), ql[i:i + 1],
                        gl[keep])["mAP"]
         assert float(ap[i]) == pytest.approx(ref, abs=1e-4)
+    # with a per-group transform: each group centred on its own gallery mean
+    from isoclip.baselines import mean_center
+
+    zq, zg = P.project_image(q), P.project_image(g)
+    cap = grouped_query_ap(zq, zg, ql, gl, qg, gg, transform=mean_center)
+    for i in (0, 7, 21):
+        keep = torch.as_tensor(gg == qg[i])
+        mu = zg[keep].double().mean(0)
+        ref = evaluate((zq[i:i + 1].double() - mu).float(), (zg[keep].double() - mu).float(),
+                       ql[i:i + 1], gl[keep])["mAP"]
+        assert float(cap[i]) == pytest.approx(ref, abs=1e-4)
+    assert not torch.allclose(cap.nan_to_num(), ap.nan_to_num())
 
 
 def test_band_metrics_with_groups_choose_one_band_for_all_groups() -> None:
