@@ -335,6 +335,22 @@ def latency_comparison(summary: pd.DataFrame,
 # ---------------------------------------------------------------------------------------------
 # chapters 7 and 8: several methods on the same items, paired differences with a baseline
 
+def _paired_columns(name: str, baseline: str, base: Any, values: Any, n_boot: int,
+                    seed: int) -> dict[str, float]:
+    """``delta, lo, hi`` of ``values − base`` (paired bootstrap); NaN on the baseline's row."""
+    from .inversion_eval import paired_bootstrap
+
+    if name == baseline:
+        return {"delta": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    d = paired_bootstrap(base, values, n_boot=n_boot, seed=seed)
+    return {"delta": d["delta"], "lo": d["lo"], "hi": d["hi"]}
+
+
+def _check_baseline(baseline: str, methods: dict[str, Any]) -> None:
+    if baseline not in methods:
+        raise ValueError(f"baseline {baseline!r} not among the methods {list(methods)}")
+
+
 def compare_retrieval(methods: dict[str, tuple[Tensor, Tensor]], query_labels: Any,
                       gallery_labels: Any, *, baseline: str = "CLIP", n_boot: int = 2000,
                       seed: int = 0) -> pd.DataFrame:
@@ -358,10 +374,8 @@ def compare_retrieval(methods: dict[str, tuple[Tensor, Tensor]], query_labels: A
         ValueError: ``baseline`` not in ``methods``.
     """
     from .evaluate.retrieval import query_metrics
-    from .inversion_eval import paired_bootstrap
 
-    if baseline not in methods:
-        raise ValueError(f"baseline {baseline!r} not among the methods {list(methods)}")
+    _check_baseline(baseline, methods)
     ql, gl = np.array(query_labels), np.array(gallery_labels)
     per = {name: query_metrics(q, g, ql, gl, ks=(1,)) for name, (q, g) in methods.items()}
     base = 100.0 * per[baseline]["mAP"]
@@ -371,11 +385,7 @@ def compare_retrieval(methods: dict[str, tuple[Tensor, Tensor]], query_labels: A
         row = {"method": name, "queries": int(ok.sum())}
         for k in ("mAP", "mAP@R", "P@R", "R@1"):
             row[k] = 100.0 * float(m[k][ok].mean())
-        if name == baseline:
-            row.update(delta=float("nan"), lo=float("nan"), hi=float("nan"))
-        else:
-            d = paired_bootstrap(base, 100.0 * m["mAP"], n_boot=n_boot, seed=seed)
-            row.update(delta=d["delta"], lo=d["lo"], hi=d["hi"])
+        row.update(_paired_columns(name, baseline, base, 100.0 * m["mAP"], n_boot, seed))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -407,18 +417,11 @@ def compare_accuracy(correct: dict[str, Tensor], *, baseline: str, n_boot: int =
         One row per classifier: ``method, n, top1, delta, lo, hi`` (points; NaN on the
         baseline's row).
     """
-    from .inversion_eval import paired_bootstrap
-
-    if baseline not in correct:
-        raise ValueError(f"baseline {baseline!r} not among the methods {list(correct)}")
+    _check_baseline(baseline, correct)
     rows = []
     for name, c in correct.items():
         row = {"method": name, "n": len(c), "top1": float(c.double().mean())}
-        if name == baseline:
-            row.update(delta=float("nan"), lo=float("nan"), hi=float("nan"))
-        else:
-            d = paired_bootstrap(correct[baseline], c, n_boot=n_boot, seed=seed)
-            row.update(delta=d["delta"], lo=d["lo"], hi=d["hi"])
+        row.update(_paired_columns(name, baseline, correct[baseline], c, n_boot, seed))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -430,11 +433,9 @@ def ncm_correct(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any
     iso-NCM on pre-projection features) maps prototypes and test features before the cosine.
     Its mean equals :func:`isoclip.evaluate.classification.evaluate_ncm` (no ``project``) or
     ``evaluate_iso_ncm`` (with the projectors' ``project_image``)."""
-    from .evaluate.classification import ncm_prototypes
+    from .evaluate.classification import ncm_logits
 
-    protos = ncm_prototypes(train, train_labels, n_classes)
-    f = (lambda z: z) if project is None else project
-    return correct_top1(cosine_logits(f(test.float()), f(protos)), test_labels)
+    return correct_top1(ncm_logits(train, train_labels, test, n_classes, project), test_labels)
 
 
 def relative_gain(value: Any, baseline: Any) -> Any:

@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_zero_shot",
     "fill_templates",
     "knn_predict",
+    "ncm_logits",
     "ncm_prototypes",
     "topk_accuracy",
     "zero_shot_weights",
@@ -194,8 +195,18 @@ def _ncm(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any,
     _check_class_labels("test_labels", yt)
     ytr = as_labels("train_labels", train_labels, train.shape[0], "train_features")
     c = _n_classes(n_classes, ytr, yt)
-    protos = ncm_prototypes(train, ytr, c)
-    return topk_accuracy(cosine_logits(project(test.float()), project(protos)), yt, topk)
+    return topk_accuracy(ncm_logits(train, ytr, test, c, project), yt, topk)
+
+
+def ncm_logits(train: Tensor, train_labels: Any, test: Tensor, n_classes: int | None = None,
+               project: Any = None) -> Tensor:
+    """[N_test, C] nearest-class-mean cosine logits (IsoCLIP ``ClipNCM`` / ``IsoNCM``):
+    prototypes are the means of the **unnormalised** ``train`` features [N, k] per class;
+    ``project`` (e.g. ``iso.project_image`` for iso-NCM on pre-projection features) maps the
+    prototypes and the ``test`` features [N_test, k] before the cosine (None: identity)."""
+    f = (lambda z: z) if project is None else project
+    protos = ncm_prototypes(train, train_labels, n_classes)
+    return cosine_logits(f(test.float()), f(protos))
 
 
 def evaluate_ncm(train_features: Any, train_labels: Any, test_features: Any, test_labels: Any,
