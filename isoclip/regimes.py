@@ -69,13 +69,19 @@ from .operator import SVD, effective_rank, svd
 from .projectors import Projectors, get_projectors
 from .train import TrainConfig, load_or_train
 
-__all__ = ["spectrum_flatness", "band_metrics", "run_regime", "REGIME_KEYS", "DOMAINS",
-           "DOMAIN_LABELS", "domain_groups", "class_groups", "grouped_sweep", "combine_sweeps",
-           "grouped_query_ap", "oti_gains", "domain_agreement_band", "direction_factor_share",
-           "load_study",
-           "config_from_row", "rerun_check", "RERUN_TOLERANCES", "REAL_CLIP_DIAGNOSTICS",
-           "clip_likeness", "plot_regime_gains", "plot_regime_diagnostics",
-           "plot_direction_shares", "plot_regime_heatmap", "mean_pair_cosine"]
+__all__ = [
+    # one run of the study
+    "run_regime", "REGIME_KEYS", "spectrum_flatness", "band_metrics", "oti_gains",
+    # sub-domain retrieval
+    "DOMAINS", "DOMAIN_LABELS", "domain_groups", "class_groups", "grouped_sweep",
+    "combine_sweeps", "grouped_query_ap", "domain_agreement_band",
+    # what the bands hold
+    "direction_factor_share", "mean_pair_cosine",
+    # the committed study (chapter 13)
+    "load_study", "config_from_row", "rerun_check", "RERUN_TOLERANCES",
+    "REAL_CLIP_DIAGNOSTICS", "clip_likeness", "plot_regime_heatmap", "plot_regime_gains",
+    "plot_regime_diagnostics", "plot_direction_shares",
+]
 
 _BAND_KEY_NAMES = ("full_band_mAP", "oracle_band", "oracle_mAP", "oracle_heldout_mAP",
                    "top_only_band", "top_only_mAP", "bottom_only_band", "bottom_only_mAP",
@@ -585,12 +591,10 @@ def load_study(path: Any) -> tuple[dict[str, str], pd.DataFrame]:
         ``(about, runs)``: the file's description of its keys, and one row per run with every
         result key plus ``world_name``, ``tau`` (``"learned"`` or the fixed value as text),
         ``d`` (shared dimension), ``d_i`` (image tower width), ``steps``, ``nuisance``,
-        ``seed`` (training seed),
-        ``n_classes`` and, for each domain prefix ``<dom>`` of :data:`DOMAIN_LABELS` and task
-        ``i2i`` / ``t2t``: ``<task>_<dom>gain_oracle``, ``<task>_<dom>gain_heldout`` and
-        ``<task>_<dom>gain_auto``, ``<task>_<dom>gain_agree``, ``<task>_<dom>gain_centred``
-        (band or baseline mAP minus CLIP's,
-        points; None where the file lacks the band), and ``<task>_<dom>error_cut_heldout``
+        ``seed`` (training seed), ``n_classes`` and, for each domain prefix ``<dom>`` of
+        :data:`DOMAIN_LABELS` and task ``i2i`` / ``t2t``: ``<task>_<dom>gain_<m>`` for ``m``
+        in ``oracle, heldout, auto, agree, centred`` (that band's or baseline's mAP minus
+        CLIP's, in points; None where the file lacks it) and ``<task>_<dom>error_cut_heldout``
         (the held-out gain in percent of CLIP's headroom ``100 − mAP``; None at 100).
 
     Raises:
