@@ -187,6 +187,17 @@ def _check_groups(name: str, groups: Any, n: int) -> np.ndarray:
     return g
 
 
+def _resolve_groups(query_groups: Any, gallery_groups: Any, n_query: int, n_gallery: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Checked [Q], [G] group ids; both None: a single group."""
+    if (query_groups is None) != (gallery_groups is None):
+        raise ValueError("query_groups and gallery_groups: give both or neither")
+    if query_groups is None:
+        return np.zeros(n_query, dtype=np.int64), np.zeros(n_gallery, dtype=np.int64)
+    return (_check_groups("query_groups", query_groups, n_query),
+            _check_groups("gallery_groups", gallery_groups, n_gallery))
+
+
 def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: np.ndarray,
                   gallery_labels: np.ndarray, modality: str, k_top_values: list[int],
                   k_bottom_values: list[int], *, dec: SVD,
@@ -205,13 +216,8 @@ def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: n
         at least one relevant item in their group (the count-weighted mean of the groups'
         sweeps), so sweeps of disjoint query sets combine with :func:`combine_sweeps`.
     """
-    if (query_groups is None) != (gallery_groups is None):
-        raise ValueError("query_groups and gallery_groups: give both or neither")
-    if query_groups is None:
-        query_groups = np.zeros(len(query_labels), dtype=np.int64)
-        gallery_groups = np.zeros(len(gallery_labels), dtype=np.int64)
-    qg = _check_groups("query_groups", query_groups, len(query_labels))
-    gg = _check_groups("gallery_groups", gallery_groups, len(gallery_labels))
+    qg, gg = _resolve_groups(query_groups, gallery_groups, len(query_labels),
+                             len(gallery_labels))
     parts = []
     for grp in np.unique(qg):
         qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
@@ -254,11 +260,8 @@ def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
     from .evaluate.retrieval import query_metrics
 
     out = torch.full((len(query_labels),), float("nan"), dtype=torch.float64)
-    if query_groups is None:
-        query_groups = np.zeros(len(query_labels), dtype=np.int64)
-        gallery_groups = np.zeros(len(gallery_labels), dtype=np.int64)
-    qg = _check_groups("query_groups", query_groups, len(query_labels))
-    gg = _check_groups("gallery_groups", gallery_groups, len(gallery_labels))
+    qg, gg = _resolve_groups(query_groups, gallery_groups, len(query_labels),
+                             len(gallery_labels))
     for grp in np.unique(qg):
         qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
         if len(gi) == 0:
@@ -371,11 +374,7 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
     auto = select_band(P, "isotropy", dec=dec) if auto_band is None else auto_band
     ql = np.array(np.asarray(query_labels))
     gl = np.array(np.asarray(gallery_labels))
-    if (query_groups is None) != (gallery_groups is None):
-        raise ValueError("query_groups and gallery_groups: give both or neither")
-    qg = None if query_groups is None else _check_groups("query_groups", query_groups, len(ql))
-    gg = None if gallery_groups is None else _check_groups("gallery_groups", gallery_groups,
-                                                           len(gl))
+    qg, gg = _resolve_groups(query_groups, gallery_groups, len(ql), len(gl))
     # Psi has rank <= d: its last r - rank singular directions are null and always dropped
     # (as select_band does), so band (0, null) is CLIP itself.
     rank = min(dec.r, P.d)
@@ -389,8 +388,7 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
               ) -> pd.DataFrame:
         return grouped_sweep(P, query[torch.as_tensor(rows)], gallery, ql[rows], gl,
                              modality, k_tops, k_bottoms, dec=dec,
-                             query_groups=None if qg is None else qg[rows],
-                             gallery_groups=gg)
+                             query_groups=qg[rows], gallery_groups=gg)
 
     halves = [np.arange(0, len(ql), 2), np.arange(1, len(ql), 2)]
     sweeps = [sweep(h) for h in halves]
@@ -494,6 +492,16 @@ DOMAINS: dict[str, int] = {"in_shape": 0, "in_colour": 1}
 
 
 
+def _domains(world: SyntheticWorld) -> list[tuple[str, Any]]:
+    """``(key prefix, labels -> group ids or None)`` for the whole world and each of
+    :data:`DOMAINS`."""
+    out: list[tuple[str, Any]] = [("", lambda labels: None)]
+    for name, factor in DOMAINS.items():
+        groups = class_groups(world, factor)
+        out.append((f"{name}_", lambda labels, g=groups: domain_groups(labels, g)))
+    return out
+
+
 def class_groups(world: SyntheticWorld, factor: int) -> np.ndarray:
     """[C] id of each class's ``factor`` (0: shape, 1: colour of ``world.classes``)."""
     values = [c[factor] for c in world.classes]
@@ -521,10 +529,8 @@ def oti_gains(bundle: Any, world: SyntheticWorld, *, per_class: int = 4, seed: i
     q = f.query_images[torch.as_tensor(sub)]
     inv = invert(bundle, q, "OTI")
     out: dict[str, Any] = {"oti_queries": len(sub)}
-    for dom, factor in (("", None), *((f"{k}_", v) for k, v in DOMAINS.items())):
-        groups = None if factor is None else class_groups(world, factor)
-        qg = None if groups is None else domain_groups(ql[sub], groups)
-        gg = None if groups is None else domain_groups(gl, groups)
+    for dom, group_of in _domains(world):
+        qg, gg = group_of(ql[sub]), group_of(gl)
         intra = grouped_query_ap(q, f.gallery_images, ql[sub], gl, qg, gg)
         oti = grouped_query_ap(inv.features, f.gallery_images, ql[sub], gl, qg, gg)
         d = paired_bootstrap(intra, oti, n_boot=n_boot, seed=seed)
@@ -552,24 +558,20 @@ def _evaluate(bundle: Any, world: SyntheticWorld, stride: int, oti: bool = True
     calib_idx = calibration_indices(len(world.train), min(CALIBRATION_PAIRS, len(world.train)))
     ci, ct = calibration_pairs(bundle, world, n=len(calib_idx))
     calib_labels = np.asarray(world.train.labels)[calib_idx]
-    for dom, factor in (("", None), *((f"{k}_", v) for k, v in DOMAINS.items())):
-        groups = None if factor is None else class_groups(world, factor)
+    for dom, group_of in _domains(world):
         for prefix, modality, q, g, ql, gl in tasks:
-            agree, _ = domain_agreement_band(
-                P, ci, ct, None if groups is None else domain_groups(calib_labels, groups),
-                modality, stride=stride, dec=dec)
+            qg, gg = group_of(ql), group_of(gl)
+            agree, _ = domain_agreement_band(P, ci, ct, group_of(calib_labels), modality,
+                                             stride=stride, dec=dec)
             m = band_metrics(P, q, g, ql, gl, modality, stride=stride, auto_band=auto, dec=dec,
-                             query_groups=None if groups is None else domain_groups(ql, groups),
-                             gallery_groups=None if groups is None else domain_groups(gl, groups),
-                             named_bands={"agree": agree})
+                             query_groups=qg, gallery_groups=gg, named_bands={"agree": agree})
             out[f"{prefix}_{dom}mAP"] = m["clip_mAP"]
             for k in _BAND_KEY_NAMES:
                 out[f"{prefix}_{dom}{k}"] = m[k]
             project = P.project_image if modality == "image" else P.project_text
-            centred = grouped_query_ap(
-                project(q.to(P.dtype)), project(g.to(P.dtype)), np.asarray(ql), np.asarray(gl),
-                None if groups is None else domain_groups(ql, groups),
-                None if groups is None else domain_groups(gl, groups), transform=mean_center)
+            centred = grouped_query_ap(project(q.to(P.dtype)), project(g.to(P.dtype)),
+                                       np.asarray(ql), np.asarray(gl), qg, gg,
+                                       transform=mean_center)
             out[f"{prefix}_{dom}centred_mAP"] = float(np.nanmean(centred))
     if oti:
         out.update(oti_gains(bundle, world))
