@@ -17,7 +17,7 @@ FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
 
 .PHONY: help venv test notebooks book check-book ci benchmarks regimes clean clean-cache \
-	reproduce reproduce-fake
+	reproduce reproduce-fake lint
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,17 @@ venv: $(STAMP) ## Create .venv with the pinned dependencies
 
 test: $(STAMP) ## Run the test suite
 	$(PY) -m pytest -q
+
+$(VENV)/.lint-installed: $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[lint]'
+	touch $@
+
+lint: $(VENV)/.lint-installed ## ruff (package, tests), mypy --strict (package), actionlint (workflows)
+	@status=0; \
+	  echo "== ruff check isoclip tests"; $(VENV)/bin/ruff check isoclip tests || status=1; \
+	  echo "== mypy --strict isoclip"; $(VENV)/bin/mypy --strict isoclip || status=1; \
+	  echo "== actionlint"; $(VENV)/bin/actionlint && echo "actionlint: no problems" || status=1; \
+	  exit $$status
 
 $(MATHJAX):
 	mkdir -p _static/mathjax && tmp=$$(mktemp -d) && \

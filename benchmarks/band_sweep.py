@@ -1,4 +1,4 @@
-"""Benchmark of :func:`isoclip.bands.sweep_bands`: the full (k_top, k_bottom) grid at stride 1.
+"""Benchmark of :func:`isoclip.selection.sweep.sweep_bands`: the full (k_top, k_bottom) grid at stride 1.
 
 On the embedded default query sets (image->image: world.query -> world.gallery; text->text:
 world.text_query -> world.text_gallery). Prints the sweep's wall time per modality and the
@@ -16,11 +16,12 @@ import time
 import numpy as np
 import torch
 
-from isoclip import embedded
-from isoclip.bands import Band, naive_band_metrics, sweep_bands
-from isoclip.experiments import world_features
-from isoclip.operator import svd
-from isoclip.projectors import get_projectors
+from isoclip.training import embedded
+from isoclip.method.bands import Band
+from isoclip.selection.sweep import naive_band_metrics, sweep_bands
+from isoclip.studies.world import world_features
+from isoclip.method.operator import svd
+from isoclip.method.projectors import get_projectors
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
         --inversion-repeats 2 --oti-steps 10 --ovi-steps 5       # random-init ViT-B-32
 
 A query is one raw image (OTI) or caption (OVI): preprocessing / tokenisation, encoding,
-projection (and inversion), similarity against a fixed gallery; see ``isoclip.latency``.
+projection (and inversion), similarity against a fixed gallery; see ``isoclip.studies.latency``.
 Prints the median per-query times and the ratios IsoCLIP/CLIP (target <= 1.05) and
 OTI/IsoCLIP (target >= 100) for the paper's 150-step OTI and 1000-step OVI; when fewer steps
 are run (``--oti-steps``/``--ovi-steps``) the inversion times are extrapolated linearly from
@@ -20,9 +20,9 @@ import platform
 import pandas as pd
 import torch
 
-from isoclip.inversion import OTI_STEPS, OVI_STEPS
-from isoclip.latency import PAPER_STEPS, latency_ratios, measure_latency, summarize_latency
-from isoclip.models import load_model
+from isoclip.baselines.inversion import OTI_STEPS, OVI_STEPS
+from isoclip.studies.latency import PAPER_STEPS, latency_ratios, measure_latency, summarize_latency
+from isoclip.models.loading import load_model
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 training length make a tiny CLIP show IsoCLIP's effect (an intra-modal band beating CLIP)?
 
 Each run trains (or loads from ``$ISOCLIP_CACHE``) one tiny model and records the
-diagnostics of :func:`isoclip.regimes.run_regime`; the script prints a table and writes
+diagnostics of :func:`isoclip.studies.regimes.run_regime`; the script prints a table and writes
 ``benchmarks/results/regime_study.json`` (configuration and every metric per run). Runs are
 independent and cached, so re-running the script is cheap once trained; results of runs
 already in the JSON file are kept when a run is skipped by ``--only``.
@@ -23,7 +23,7 @@ strength (1, 0.5, 0) and the number of
 colours (4 or 8: 24 or 48 classes; a harder fine-grained colour task inside each shape).
 Every run is evaluated over the whole world and inside sub-domains (``in_shape``: one shape
 at a time, relevance = colour; ``in_colour``: one colour at a time, relevance = shape), the
-analogue of the paper's fine-grained datasets; see :mod:`isoclip.regimes`.
+analogue of the paper's fine-grained datasets; see :mod:`isoclip.studies.regimes`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from isoclip.cache import atomic_write_bytes
-from isoclip.data.synthetic import WorldConfig
-from isoclip.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
-from isoclip.regimes import run_regime
-from isoclip.train import TrainConfig
+from isoclip.common.cache import atomic_write_bytes
+from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
+from isoclip.studies.regimes import run_regime
+from isoclip.training.trainer import TrainConfig
 
 OUT = Path(__file__).parent / "results" / "regime_study.json"
 
@@ -83,7 +82,7 @@ RUNS: dict[str, tuple[str, TrainConfig]] = {
 
 #: Written at the top of the JSON file: what the numbers mean.
 ABOUT = {
-    "script": "benchmarks/regime_study.py (isoclip.regimes.run_regime per run)",
+    "script": "benchmarks/regime_study.py (isoclip.studies.regimes.run_regime per run)",
     "mAP": "percent; i2i = world.query -> world.gallery images, t2t = held-out text_query -> "
            "text_gallery; relevance = same class (main object's shape x colour)",
     "oracle": "best band of a sweep with k_top, k_bottom in steps of sweep_stride, chosen on "
@@ -91,7 +90,7 @@ ABOUT = {
               "queries and scores odd ones and vice versa",
     "auto": "select_band(P, 'isotropy'): no labels",
     "agree": "*_agree_band/_mAP: the band of highest cross-modal agreement "
-             "(isoclip.bands.agreement_sweep, stride-2 grid) on 1000 seeded training "
+             "(isoclip.selection.rules.agreement_sweep, stride-2 grid) on 1000 seeded training "
              "image-caption pairs, averaged over the domain's groups (each group scored on its "
              "own pairs, e.g. the pairs of one shape); no labels, no test data",
     "full_band": "band (0, 0): features restricted to Psi's r = min(d_i, d_t) singular "

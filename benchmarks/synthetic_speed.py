@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from isoclip.data.synthetic import WorldConfig, make_world
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.synthetic import make_world
 
 
 def main() -> None:

@@ -11,15 +11,22 @@ The public API, by stage of the data flow (see the book's introduction):
   :func:`sweep_bands` (all (k_top, k_bottom) at once), :func:`select_band` (label-free).
 - gradients: :func:`cosine_decomposition`, :func:`feature_gradients`, :func:`weight_gradients`.
 - features / evaluate: :func:`image_features`, :func:`text_features`, ``isoclip.evaluate``.
-- the embedded default: ``isoclip.data.synthetic``, ``isoclip.train``, ``isoclip.embedded``.
+- the embedded default: ``isoclip.data.world.synthetic``, ``isoclip.training.trainer``, ``isoclip.training.embedded``.
 """
 
-from .bands import Band, iso_projectors, paper_scaled_band, select_band, sweep_bands
-from .features import image_features, text_features
-from .gradients import cosine_decomposition, feature_gradients, weight_gradients
-from .models import MissingWeightsError, ModelBundle, load_model
-from .operator import psi, psi_image, psi_text, spectrum_stats, svd
-from .projectors import Projectors, encode_image_preproj, encode_text_preproj, get_projectors
+from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
+from isoclip.method.gradients import cosine_decomposition, feature_gradients, weight_gradients
+from isoclip.method.operator import psi, psi_image, psi_text, spectrum_stats, svd
+from isoclip.method.projectors import (
+    Projectors,
+    encode_image_preproj,
+    encode_text_preproj,
+    get_projectors,
+)
+from isoclip.models.features import image_features, text_features
+from isoclip.models.loading import MissingWeightsError, ModelBundle, load_model
+from isoclip.selection.rules import select_band
+from isoclip.selection.sweep import sweep_bands
 
 __version__ = "0.1.0"
 

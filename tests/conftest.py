@@ -52,6 +52,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny():
     """A random-init tiny open_clip model (``isoclip-tiny-vit``, seed 0)."""
-    from isoclip.models import load_model
+    from isoclip.models.loading import load_model
 
     return load_model("isoclip-tiny-vit", seed=0)

@@ -6,19 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from isoclip.band_analysis import histogram_overlap, pos_neg_scores, region_bands
-from isoclip.bands import (
-    Band,
-    BandScorer,
-    best_band,
-    iso_projectors,
-    naive_band_metrics,
-    select_band,
-    sweep_bands,
-)
 from isoclip.evaluate.retrieval import evaluate
-from isoclip.operator import svd
-from isoclip.projectors import Projectors
+from isoclip.method.bands import Band, iso_projectors
+from isoclip.method.operator import svd
+from isoclip.method.projectors import Projectors
+from isoclip.selection.analysis import histogram_overlap, pos_neg_scores, region_bands
+from isoclip.selection.rules import select_band
+from isoclip.selection.sweep import BandScorer, best_band, naive_band_metrics, sweep_bands
 
 
 def _random(seed: int, bias: bool, d: int = 12, d_i: int = 10, d_t: int = 8):
@@ -63,8 +57,8 @@ def test_sweep_same_split_and_float32_matches_evaluate() -> None:
 
 
 def test_ranker_ties_fall_back_to_exact_rule() -> None:
-    from isoclip.bands import _FastRanker
     from isoclip.evaluate.retrieval import evaluate_scores
+    from isoclip.selection.sweep import _FastRanker
     g = torch.Generator().manual_seed(3)
     scores = torch.randint(0, 5, (20, 40), generator=g).double() / 4  # many exact ties
     ql = torch.randint(0, 4, (20,), generator=g)
@@ -102,9 +96,9 @@ def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:  # noqa: ANN00
 
 @pytest.fixture(scope="module")
 def embedded_bundle_preproj():  # noqa: ANN201
-    from isoclip import embedded
-    from isoclip.experiments import world_features
-    from isoclip.projectors import get_projectors
+    from isoclip.method.projectors import get_projectors
+    from isoclip.studies.world import world_features
+    from isoclip.training import embedded
     emb = embedded.embedded_default(progress=False)
     return (get_projectors(emb.bundle.model),
             world_features(emb.bundle, emb.world, kind="preproj"), emb.world)
@@ -143,7 +137,7 @@ def test_best_band_and_helpers() -> None:
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("modality", ["image", "text"])
 def test_agreement_sweep_equals_naive(bias: bool, modality: str) -> None:
-    from isoclip.bands import agreement_sweep, naive_agreement
+    from isoclip.selection.rules import agreement_sweep, naive_agreement
 
     P, *_ = _random(3, bias)
     g = torch.Generator().manual_seed(5)
@@ -160,7 +154,7 @@ def test_agreement_sweep_equals_naive(bias: bool, modality: str) -> None:
 def test_agreement_picks_the_band_that_reproduces_the_cross_modal_geometry() -> None:
     # W_i = W_t and each caption's features equal its image's: the cross-modal similarities
     # ARE the unfiltered intra-modal ones, so (0, 0) agrees perfectly and is chosen
-    from isoclip.bands import agreement_sweep
+    from isoclip.selection.rules import agreement_sweep
 
     g = torch.Generator().manual_seed(0)
     W = torch.randn(8, 8, generator=g, dtype=torch.float64)
@@ -189,9 +183,10 @@ def test_agreement_bad_input_is_named() -> None:
 
 
 def test_calibration_pairs_come_from_training_pairs(tiny, isolated_cache) -> None:  # noqa: ANN001
-    from isoclip.data.synthetic import WorldConfig, make_world
-    from isoclip.experiments import calibration_pairs
-    from isoclip.features import image_features, text_features
+    from isoclip.data.world.config import WorldConfig
+    from isoclip.data.world.synthetic import make_world
+    from isoclip.models.features import image_features, text_features
+    from isoclip.studies.world import calibration_pairs
 
     world = make_world(WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
                                    n_train_per_class=4, n_query_per_class=1,

@@ -1,4 +1,4 @@
-"""Baselines (isoclip.baselines) and the latency harness (isoclip.latency, benchmarks/latency.py).
+"""Baselines (isoclip.baselines.whitening) and the latency harness (isoclip.studies.latency, benchmarks/latency.py).
 
 Latency is exercised for structure and arithmetic only (tiny model, a handful of steps);
 the ratios themselves are measured by the benchmark. Single-threaded; sockets blocked by
@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from isoclip.bands import Band
-from isoclip.baselines import (
+from isoclip.baselines.whitening import (
     ZCA_EPS,
     ablation_transforms,
     fit_zca,
@@ -25,7 +24,10 @@ from isoclip.baselines import (
     random_orthonormal_basis,
     zca_whiten,
 )
-from isoclip.latency import (
+from isoclip.method.bands import Band
+from isoclip.method.projectors import encode_image_preproj, encode_text_preproj, get_projectors
+from isoclip.models.loading import ModelBundle
+from isoclip.studies.latency import (
     PAPER_BANDS,
     PAPER_RANK,
     default_band,
@@ -33,8 +35,6 @@ from isoclip.latency import (
     measure_latency,
     summarize_latency,
 )
-from isoclip.models import ModelBundle
-from isoclip.projectors import encode_image_preproj, encode_text_preproj, get_projectors
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
 

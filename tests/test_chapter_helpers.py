@@ -1,5 +1,5 @@
-"""Library helpers of chapters 3, 9 and 10: isoclip.inversion_eval and the ablation / latency
-additions of isoclip.experiments.
+"""Library helpers of chapters 3, 9 and 10: isoclip.studies.inversion and the ablation / latency
+additions of isoclip.studies.world.
 
 Random-init tiny model, a tiny synthetic world, a few inversion steps; single-threaded.
 Sockets are blocked and the cache is isolated (``conftest.py``).
@@ -12,20 +12,26 @@ import pandas as pd
 import pytest
 import torch
 
-from isoclip import experiments
-from isoclip.bands import Band
-from isoclip.data.synthetic import WorldConfig, make_world
-from isoclip.inversion import oti, ovi
-from isoclip.inversion_eval import (
-    balanced_subset,
+from isoclip.baselines.inversion import oti, ovi
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.synthetic import make_world
+from isoclip.evaluate.stats import balanced_subset, paired_bootstrap
+from isoclip.method.bands import Band
+from isoclip.method.projectors import get_projectors
+from isoclip.models.loading import ModelBundle
+from isoclip.studies.ablations import (
+    ABLATION_ROWS,
+    ablation_metrics,
+    ablation_study,
+    ablation_table,
+)
+from isoclip.studies.inversion import (
     inversion_key_material,
     inversion_study,
     invert,
-    paired_bootstrap,
     snapshot_curve,
 )
-from isoclip.models import ModelBundle
-from isoclip.projectors import get_projectors
+from isoclip.studies.latency import latency_comparison
 
 TINY_WORLD = WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
                          n_train_per_class=2, n_query_per_class=3, n_gallery_per_class=4,
@@ -223,8 +229,8 @@ def test_ablation_metrics_rows_and_sanity(tiny) -> None:
     q, g = _features(12, P.d_i, 0), _features(30, P.d_i, 1)
     ql, gl = np.arange(12) % 3, np.arange(30) % 3
     band = Band(5, 3)
-    df = experiments.ablation_metrics(P, q, g, ql, gl, band, "image", seeds=(0, 1, 2))
-    assert df["key"].tolist() == [k for k, _ in experiments.ABLATION_ROWS]
+    df = ablation_metrics(P, q, g, ql, gl, band, "image", seeds=(0, 1, 2))
+    assert df["key"].tolist() == [k for k, _ in ABLATION_ROWS]
     row = df.set_index("key")
     assert row.loc["full_band", "mAP"] == pytest.approx(row.loc["clip", "mAP"], abs=1e-3)
     assert row.loc["clip", "delta"] == 0 and row.loc["clip", "lo"] == 0
@@ -237,27 +243,27 @@ def test_ablation_metrics_rows_and_sanity(tiny) -> None:
     assert row.loc["isoclip", "kept"] == r - 8 and row.loc["random_band", "kept"] == r - 8
     assert row.loc["drop_top_only", "band"] == "(5, 0)"
     assert row.loc["drop_bottom_only", "band"] == "(0, 3)"
-    one = experiments.ablation_metrics(P, q, g, ql, gl, band, "image", seeds=(4,))
+    one = ablation_metrics(P, q, g, ql, gl, band, "image", seeds=(4,))
     assert np.isnan(one.set_index("key").loc["random_band", "sd"])
-    text = experiments.ablation_metrics(P, _features(6, P.d_t, 2), _features(9, P.d_t, 3),
+    text = ablation_metrics(P, _features(6, P.d_t, 2), _features(9, P.d_t, 3),
                                         np.arange(6) % 3, np.arange(9) % 3, Band(1, 1), "text")
     assert (text["modality"] == "text").all() and text["mAP"].between(0, 100).all()
     with pytest.raises(ValueError, match="seeds"):
-        experiments.ablation_metrics(P, q, g, ql, gl, band, "image", seeds=())
+        ablation_metrics(P, q, g, ql, gl, band, "image", seeds=())
 
 
 def test_ablation_study_and_table(tiny, isolated_cache) -> None:
     world = make_world(TINY_WORLD, cache=False)
-    tidy = experiments.ablation_study(tiny, world, image_band=Band(2, 2),
+    tidy = ablation_study(tiny, world, image_band=Band(2, 2),
                                       text_band=Band(1, 1), seeds=(0, 1))
     assert tidy["modality"].tolist() == ["image"] * 9 + ["text"] * 9
-    table = experiments.ablation_table(tidy)
+    table = ablation_table(tidy)
     assert list(table.columns) == ["image→image band", "image→image mAP",
                                    "image→image Δ vs CLIP", "text→text band", "text→text mAP",
                                    "text→text Δ vs CLIP"]
     assert table.loc["CLIP", "image→image Δ vs CLIP"] == ""
     assert table.loc["full band (0, 0)", "text→text Δ vs CLIP"].startswith("+0.0 [")
-    assert table.index.tolist() == [label for _, label in experiments.ABLATION_ROWS]
+    assert table.index.tolist() == [label for _, label in ABLATION_ROWS]
     assert " ± " in table.loc["random band, same width", "image→image mAP"]
     assert " ± " not in table.loc["CLIP", "image→image mAP"]
 
@@ -273,7 +279,7 @@ def test_latency_comparison() -> None:
         "steps_reported": [0, 0, 150, 0, 0, 1000], "median_ms": [2.0, 2.2, 300.0, 1.0, 1.0, 50.0],
         "iqr_ms": [0.1] * 6, "per_query_ms": [2.0, 2.2, 300.0, 1.0, 1.0, 4000.0],
         "extrapolated": [False, False, False, False, False, True]})
-    out = experiments.latency_comparison(summary)
+    out = latency_comparison(summary)
     assert list(out.columns) == ["query", "method", "steps", "ours_ms", "iqr_ms", "extrapolated",
                                  "ours_vs_clip", "paper_ms", "paper_vs_clip"]
     assert out["ours_vs_clip"].tolist() == pytest.approx([1.0, 1.1, 150.0, 1.0, 1.0, 4000.0])
@@ -281,6 +287,6 @@ def test_latency_comparison() -> None:
     assert out["paper_ms"].iloc[3:].isna().all() and out["paper_vs_clip"].iloc[3:].isna().all()
     assert out["paper_vs_clip"].iloc[2] == pytest.approx(1879.0 / 7.0)
     assert out["extrapolated"].tolist()[-1] is True
-    custom = experiments.latency_comparison(summary, paper={("OVI", "text"): 10.0,
+    custom = latency_comparison(summary, paper={("OVI", "text"): 10.0,
                                                             ("CLIP", "text"): 5.0})
     assert custom["paper_vs_clip"].iloc[5] == pytest.approx(2.0)

@@ -18,10 +18,9 @@ from isoclip.evaluate.classification import (
     knn_predict,
     ncm_prototypes,
     topk_accuracy,
-    zero_shot_weights,
 )
-from isoclip.features import image_features, text_features
-from isoclip.models import load_model
+from isoclip.models.features import image_features, text_features, zero_shot_weights
+from isoclip.models.loading import load_model
 
 
 def test_class_embeddings_normalise_average_renormalise():
@@ -88,8 +87,8 @@ def test_ncm_prototypes_are_means_of_unnormalised_features():
 
 
 def test_iso_ncm_with_an_identity_band_equals_ncm_on_projected_features():
-    from isoclip.bands import Band, iso_projectors
-    from isoclip.projectors import Projectors, get_projectors
+    from isoclip.method.bands import Band, iso_projectors
+    from isoclip.method.projectors import Projectors, get_projectors
 
     g = torch.Generator().manual_seed(0)
     f_train, f_test = torch.randn(60, 96, generator=g), torch.randn(25, 96, generator=g)
@@ -109,9 +108,9 @@ def test_iso_ncm_with_an_identity_band_equals_ncm_on_projected_features():
 
 def test_iso_ncm_on_model_features(isolated_cache):
     """End to end on the tiny model: iso-NCM(0, 0) on pre-projection features == NCM."""
-    from isoclip.bands import Band, iso_projectors
     from isoclip.data import ImageDataset
-    from isoclip.projectors import get_projectors
+    from isoclip.method.bands import Band, iso_projectors
+    from isoclip.method.projectors import get_projectors
 
     rng = np.random.default_rng(0)
     ds = ImageDataset(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), np.arange(12) % 3,

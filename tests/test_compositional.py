@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from isoclip.data.compositional import (
+from isoclip.data.world.compositional import (
     COUNTS,
     FILLS,
     HELDOUT_WRAPPERS,
@@ -17,13 +17,9 @@ from isoclip.data.compositional import (
     TRAIN_WRAPPERS,
     n_tokens,
 )
-from isoclip.data.synthetic import (
-    COLOURS,
-    MAX_CAPTION_TOKENS,
-    SHAPES,
-    WorldConfig,
-    make_world,
-)
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.primitives import COLOURS, MAX_CAPTION_TOKENS, SHAPES
+from isoclip.data.world.synthetic import make_world
 
 #: Fingerprints and names of the default world's splits, recorded before the compositional
 #: option existed: the whole book's caches and numbers depend on them.
@@ -235,7 +231,7 @@ def test_main_object_sits_where_the_relation_says() -> None:
             continue
         fx, fy = (0.5, 0.5) if sc.n_objects[i] == 1 else side[list(RELATIONS)[sc.relation[i]]]
         spec = COLOURS[cfg.colours[sc.colours[i, 0]]]
-        from isoclip.data.synthetic import hsv_to_rgb
+        from isoclip.data.world.primitives import hsv_to_rgb
         want = np.rint(hsv_to_rgb(np.array(spec.hue), np.array(spec.saturation),
                                   np.array(spec.value)) * 255)
         # the shape's own centre may be a hole (ring, crescent): test the solid ones

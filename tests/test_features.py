@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isoclip import features
-from isoclip.cache import stable_hash
+from isoclip.common.cache import stable_hash
 from isoclip.data import ImageDataset, TextDataset
-from isoclip.features import feature_key_material, image_features, text_features
-from isoclip.models import load_model
+from isoclip.models import features
+from isoclip.models.features import feature_key_material, image_features, text_features
+from isoclip.models.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_model_mode_is_restored(bundle, isolated_cache):
 
 def test_preproj_features_project_to_projected(bundle, isolated_cache, monkeypatch):
     """Pre-projection features through the model's projectors give the projected features."""
-    projectors = pytest.importorskip("isoclip.projectors")
+    projectors = pytest.importorskip("isoclip.method.projectors")
     ds = _images(5)
     calls = _count(monkeypatch, projectors, "encode_image_preproj")
     f = image_features(bundle, ds, kind="preproj", progress=False)

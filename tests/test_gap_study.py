@@ -1,4 +1,4 @@
-"""Chapter 2 / 11 analysis functions (isoclip.gap_study) on a tiny world and random models."""
+"""Chapter 2 / 11 analysis functions (isoclip.studies.gap) on a tiny world and random models."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from isoclip.data.synthetic import WorldConfig, make_world
+from isoclip.baselines.losses import clip_loss
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.synthetic import make_world
 from isoclip.evaluate.gap import centroid_gap, gap_vector, shift_gap
-from isoclip.experiments import world_features
-from isoclip.gap_study import (
+from isoclip.method.projectors import get_projectors
+from isoclip.models.loading import load_model, share_towers
+from isoclip.studies.gap import (
     VARIANT_COLUMNS,
     apply_shift,
     shared_operator_check,
@@ -18,9 +21,7 @@ from isoclip.gap_study import (
     tau_inversion_table,
     variant_metrics,
 )
-from isoclip.losses import clip_loss
-from isoclip.models import load_model, share_towers
-from isoclip.projectors import get_projectors
+from isoclip.studies.world import world_features
 
 TINY_WORLD = WorldConfig(n_train_per_class=2, n_query_per_class=2, n_gallery_per_class=3,
                          n_text_query_per_class=2, n_text_gallery_per_class=2,
@@ -69,7 +70,7 @@ def test_variant_metrics_shift_and_tau_table(world, isolated_cache) -> None:
     assert m["iso_band"].startswith("(")
     assert m == variant_metrics(bundle, world)  # deterministic
     f = world_features(bundle, world)
-    from isoclip.evaluate.classification import zero_shot_weights
+    from isoclip.models.features import zero_shot_weights
     w = zero_shot_weights(bundle, world.prompts, progress=False)
     sm = shift_metrics(f, world, w, [0.0, 0.5])
     at0 = sm[sm.lam == 0.0].iloc[0]
@@ -97,8 +98,9 @@ def test_shared_operator_check_needs_square_psi() -> None:
 
 
 def test_isotropy_band_never_keeps_the_null_space_of_psi() -> None:
-    from isoclip.bands import Band, select_band
-    from isoclip.operator import svd
+    from isoclip.method.bands import Band
+    from isoclip.method.operator import svd
+    from isoclip.selection.rules import select_band
 
     b = load_model("isoclip-tiny-vit-w96", seed=0)
     P = get_projectors(share_towers(b.model))  # Psi 96 x 96 of rank d = 64
@@ -111,7 +113,7 @@ def test_isotropy_band_never_keeps_the_null_space_of_psi() -> None:
 
 
 def test_shift_grid_has_exact_landmarks() -> None:
-    from isoclip.gap_study import shift_grid
+    from isoclip.studies.gap import shift_grid
 
     grid = shift_grid(-1.0, 1.0, 0.05)
     assert len(grid) == 41 and grid[0] == -1.0 and grid[-1] == 1.0

@@ -7,22 +7,23 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from isoclip.gradients import (
+from isoclip.method.gradients import (
     clip_loss,
     cosine_decomposition,
     feature_gradients,
     gradient_term_norms,
     weight_gradients,
 )
-from isoclip.operator import psi, psi_image
-from isoclip.projectors import (
+from isoclip.method.operator import psi, psi_image
+from isoclip.method.projectors import (
     Projectors,
     encode_image_preproj,
     encode_text_preproj,
     get_projectors,
 )
+from isoclip.models.loading import register_configs
 
-open_clip.add_model_config("/work/main/isoclip/configs")
+register_configs()
 DIRECTIONS = ["symmetric", "image_to_text", "text_to_image"]
 
 

@@ -1,4 +1,4 @@
-"""OTI / OVI (isoclip.inversion) on random-init tiny and ViT-B-32 architectures.
+"""OTI / OVI (isoclip.baselines.inversion) on random-init tiny and ViT-B-32 architectures.
 
 The plumbing checks are exact (``torch.equal``): the forward passes with injected embeddings
 run the same float32 operations as ``encode_text`` / ``encode_image`` when the injected
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isoclip.inversion import (
+from isoclip.baselines.inversion import (
     InversionResult,
     encode_image_with_pseudo_patches,
     encode_text_with_pseudo_tokens,
@@ -20,7 +20,7 @@ from isoclip.inversion import (
     ovi,
     placeholder_positions,
 )
-from isoclip.models import ModelBundle, load_model
+from isoclip.models.loading import ModelBundle, load_model
 
 TEMPLATES = ["a photo of {}", "{} in the wild.", "a {}, a kind of shape."]
 WORDS = ["cat", "dog", "red"]  # single BPE tokens of open_clip's SimpleTokenizer

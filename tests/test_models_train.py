@@ -9,12 +9,17 @@ import open_clip
 import pytest
 import torch
 
-from isoclip import cache as icache
+from isoclip.baselines.losses import clip_loss
+from isoclip.common import cache as icache
 from isoclip.data.base import ImageDataset
-from isoclip.models import MissingWeightsError, load_model, register_configs, tiny_model_names
-from isoclip.train import (
+from isoclip.models.loading import (
+    MissingWeightsError,
+    load_model,
+    register_configs,
+    tiny_model_names,
+)
+from isoclip.training.trainer import (
     TrainConfig,
-    clip_loss,
     image_tensor,
     load_or_train,
     lr_at,
@@ -163,7 +168,7 @@ def test_cache_key_changes_with_every_input() -> None:
 
 
 def test_cached_model_reused_and_corrupt_entry_rebuilt(isolated_cache, monkeypatch) -> None:
-    import isoclip.train as tr
+    import isoclip.training.trainer as tr
 
     calls = []
     real = tr.train_clip

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isoclip.bands import Band, band_basis, iso_projectors
-from isoclip.operator import (
+from isoclip.method.bands import Band, band_basis, iso_projectors
+from isoclip.method.operator import (
     effective_rank,
     log_slope,
     normalized_spectrum,
@@ -22,15 +22,16 @@ from isoclip.operator import (
     svd,
     window_isotropy,
 )
-from isoclip.projectors import (
+from isoclip.method.projectors import (
     Projectors,
     augment_features,
     encode_image_preproj,
     encode_text_preproj,
     get_projectors,
 )
+from isoclip.models.loading import register_configs
 
-open_clip.add_model_config("/work/main/isoclip/configs")
+register_configs()
 
 
 def apply_iso_reference(W_image: torch.Tensor, W_text: torch.Tensor, k_top: int,
@@ -287,7 +288,7 @@ def test_sweep_recipe_from_the_bands_docstring(tiny: Tiny) -> None:
 
 
 def test_paper_scaled_band() -> None:
-    from isoclip.bands import PAPER_BANDS, paper_scaled_band
+    from isoclip.method.bands import PAPER_BANDS, paper_scaled_band
 
     assert paper_scaled_band(512) == Band(150, 50)          # identity at the paper's rank
     assert paper_scaled_band(64) == Band(19, 6)             # 150*64/512 = 18.75, 50*64/512 = 6.25

@@ -12,12 +12,13 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from isoclip.bands import iso_projectors, select_band
 from isoclip.data.base import ImageDataset, TextDataset
 from isoclip.evaluate.retrieval import evaluate
-from isoclip.features import image_features, text_features
-from isoclip.projectors import get_projectors
-from isoclip.train import TrainConfig, load_or_train
+from isoclip.method.bands import iso_projectors
+from isoclip.method.projectors import get_projectors
+from isoclip.models.features import image_features, text_features
+from isoclip.selection.rules import select_band
+from isoclip.training.trainer import TrainConfig, load_or_train
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEMPLATES = ["a handwritten {}", "the digit {}", "a scan of the number {}", "{} written by hand"]

@@ -17,7 +17,7 @@ import torch
 from timm.layers import AttentionPoolLatent
 from torch import nn
 
-from isoclip.projectors import (
+from isoclip.method.projectors import (
     Projectors,
     augment_features,
     encode_image_preproj,
@@ -25,8 +25,9 @@ from isoclip.projectors import (
     get_projectors,
     linearize_map_head,
 )
+from isoclip.models.loading import register_configs
 
-open_clip.add_model_config("/work/main/isoclip/configs")
+register_configs()
 TINY = "isoclip-tiny-vit"
 
 

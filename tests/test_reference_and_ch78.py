@@ -1,4 +1,4 @@
-"""The reference CSV of the papers' numbers and the chapter 7/8 helpers of isoclip.experiments."""
+"""The reference CSV of the papers' numbers and the chapter 7/8 helpers of isoclip.studies.world."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isoclip.evaluate.classification import evaluate_iso_ncm, evaluate_ncm
-from isoclip.experiments import (
+from isoclip.evaluate.classification import cosine_logits, evaluate_iso_ncm, evaluate_ncm
+from isoclip.evaluate.stats import (
     compare_accuracy,
     compare_retrieval,
     correct_top1,
-    cosine_logits,
-    ncm_correct,
+    paired_bootstrap,
     relative_gain,
 )
-from isoclip.inversion_eval import paired_bootstrap
-from isoclip.projectors import Projectors
-from isoclip.reference import REFERENCE_COLUMNS, load_paper_numbers, paper_comparison
+from isoclip.method.projectors import Projectors
+from isoclip.studies.classification import ncm_correct
+from isoclip.studies.reference import REFERENCE_COLUMNS, load_paper_numbers, paper_comparison
 
 # ---------------------------------------------------------------------------------------------
 # reference CSV

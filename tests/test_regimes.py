@@ -1,4 +1,4 @@
-"""The regime study's library code (isoclip.regimes) against naive references."""
+"""The regime study's library code (isoclip.studies.regimes) against naive references."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from isoclip.bands import Band, naive_band_metrics, select_band
-from isoclip.data.synthetic import WorldConfig
+from isoclip.data.world.config import WorldConfig
 from isoclip.evaluate.retrieval import evaluate
-from isoclip.operator import effective_rank, svd
-from isoclip.projectors import Projectors
-from isoclip.regimes import (
+from isoclip.method.bands import Band
+from isoclip.method.operator import effective_rank, svd
+from isoclip.method.projectors import Projectors
+from isoclip.selection.rules import select_band
+from isoclip.selection.sweep import naive_band_metrics
+from isoclip.studies.regimes import (
     REGIME_KEYS,
     band_metrics,
     combine_sweeps,
@@ -27,7 +29,7 @@ from isoclip.regimes import (
     run_regime,
     spectrum_flatness,
 )
-from isoclip.train import TrainConfig
+from isoclip.training.trainer import TrainConfig
 
 
 def _naive_capacity(S: np.ndarray) -> float:
@@ -218,7 +220,7 @@ def test_grouped_sweep_matches_per_query_naive_path() -> None:
                        gl[keep])["mAP"]
         assert float(ap[i]) == pytest.approx(ref, abs=1e-4)
     # with a per-group transform: each group centred on its own gallery mean
-    from isoclip.baselines import mean_center
+    from isoclip.baselines.whitening import mean_center
 
     zq, zg = P.project_image(q), P.project_image(g)
     cap = grouped_query_ap(zq, zg, ql, gl, qg, gg, transform=mean_center)
@@ -292,7 +294,7 @@ def test_direction_factor_share_matches_a_per_direction_anova() -> None:
 
 
 def test_load_study_and_rerun_check(tmp_path) -> None:
-    from isoclip.regimes import load_study, rerun_check
+    from isoclip.studies.regimes import load_study, rerun_check
 
     row = {"run": "x", "world": {"shapes": ["circle", "square"], "colours": ["red"],
                                  "nuisance": 1.0},
@@ -326,8 +328,8 @@ def test_load_study_and_rerun_check(tmp_path) -> None:
 
 
 def test_domain_agreement_band_averages_the_groups_naive_agreement() -> None:
-    from isoclip.bands import naive_agreement
-    from isoclip.regimes import domain_agreement_band
+    from isoclip.selection.rules import naive_agreement
+    from isoclip.studies.regimes import domain_agreement_band
 
     P, fi, y = _random(9, d=8)
     g = torch.Generator().manual_seed(10)
@@ -353,7 +355,7 @@ def test_domain_agreement_band_averages_the_groups_naive_agreement() -> None:
 
 
 def test_clip_likeness_is_the_l1_distance_to_the_target() -> None:
-    from isoclip.regimes import clip_likeness
+    from isoclip.studies.regimes import clip_likeness
 
     runs = pd.DataFrame({"cone_image": [0.5, 0.1], "cone_text": [0.5, 0.3], "gap": [0.82, 0.32]})
     assert clip_likeness(runs).tolist() == pytest.approx([0.0, 0.4 + 0.2 + 0.5])
@@ -362,8 +364,8 @@ def test_clip_likeness_is_the_l1_distance_to_the_target() -> None:
 
 
 def test_mean_pair_cosine_matches_a_loop_over_pairs() -> None:
-    from isoclip.bands import iso_projectors
-    from isoclip.regimes import mean_pair_cosine
+    from isoclip.method.bands import iso_projectors
+    from isoclip.studies.regimes import mean_pair_cosine
 
     P, f, y = _random(11, d=8)
     groups = domain_groups(np.asarray(y), [0, 0, 1, 1, 2])

@@ -11,12 +11,12 @@ import open_clip
 import pytest
 import yaml
 
-from isoclip.bands import PAPER_BANDS
 from isoclip.data import DatasetNotFoundError, dataset_info, make_world
 from isoclip.data.fakes import make_fake_dataset
-from isoclip.embedded import DEFAULT_WORLD, resolve_retrieval
-from isoclip.models import MissingWeightsError, load_model
+from isoclip.method.bands import PAPER_BANDS
+from isoclip.models.loading import MissingWeightsError, load_model
 from isoclip.notebooks import PARAMS_DIR, load_params
+from isoclip.training.embedded import DEFAULT_WORLD, resolve_retrieval
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_SETS = {  # set name: (model, pretrained) of the paper's runs (papers.md A.b)

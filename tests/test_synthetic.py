@@ -13,7 +13,8 @@ import pytest
 
 import isoclip
 from isoclip.data import ImageDataset, TextDataset
-from isoclip.data.synthetic import (
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.primitives import (
     COLOURS,
     HELDOUT_TEMPLATES,
     MAX_CAPTION_TOKENS,
@@ -23,13 +24,11 @@ from isoclip.data.synthetic import (
     SHAPES,
     TRAIN_TEMPLATES,
     ZERO_SHOT_TEMPLATES,
-    WorldConfig,
     fill_template,
     hsv_to_rgb,
-    make_world,
     object_coverage,
-    zero_shot_prompts,
 )
+from isoclip.data.world.synthetic import make_world, zero_shot_prompts
 
 SMALL = WorldConfig(n_train_per_class=12, n_query_per_class=3, n_gallery_per_class=5,
                     n_text_query_per_class=4, n_text_gallery_per_class=6)

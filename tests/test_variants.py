@@ -11,10 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isoclip.data.base import ImageDataset
-from isoclip.data.synthetic import COLOURS, SHAPES, WorldConfig, caption_attributes, make_world
-from isoclip.embedded import DEFAULT_TRAIN
-from isoclip.losses import (
+from isoclip.baselines.losses import (
     alignment_loss,
     atp_cu_loss,
     atp_cu_weights,
@@ -23,10 +20,15 @@ from isoclip.losses import (
     imsep_loss,
     semantic_distance,
 )
-from isoclip.models import load_model, share_towers, towers_shared
-from isoclip.projectors import encode_image_preproj, encode_text_preproj, get_projectors
-from isoclip.train import TrainConfig, load_or_train, train_key_material
-from isoclip.variants import VARIANTS, variant_config, variant_names
+from isoclip.data.base import ImageDataset
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.primitives import COLOURS, SHAPES
+from isoclip.data.world.synthetic import caption_attributes, make_world
+from isoclip.method.projectors import encode_image_preproj, encode_text_preproj, get_projectors
+from isoclip.models.loading import load_model, share_towers, towers_shared
+from isoclip.training.embedded import DEFAULT_TRAIN
+from isoclip.training.trainer import TrainConfig, load_or_train, train_key_material
+from isoclip.training.variants import VARIANTS, variant_config, variant_names
 
 # ---------------------------------------------------------------------------------------------
 # reference implementations: explicit loops over rows and pairs

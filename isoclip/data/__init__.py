@@ -1,21 +1,20 @@
-"""Datasets: shared containers and the synthetic world of the embedded default."""
+"""Datasets: the containers every evaluator and trainer takes (:mod:`.base`), the registry of
+the paper's datasets under a ``data_root`` with their official layouts (:mod:`.registry`,
+:mod:`.paper_datasets`), generated miniatures of those layouts for tests (:mod:`.fakes`), and
+the procedurally generated world of the embedded default (:mod:`.world`).
 
-from .base import ImageDataset, TextDataset
-from .synthetic import (
-                        COLOURS,
-                        SHAPES,
-                        ColourSpec,
-                        ShapeSpec,
-                        SyntheticWorld,
-                        WorldConfig,
-                        make_world,
-                        zero_shot_prompts,
-)
+May import: :mod:`isoclip.common`.
+"""
+
+from isoclip.data.base import ImageDataset, TextDataset
+from isoclip.data.world.config import WorldConfig
+from isoclip.data.world.primitives import COLOURS, SHAPES, ColourSpec, ShapeSpec
+from isoclip.data.world.synthetic import SyntheticWorld, make_world, zero_shot_prompts
 
 __all__ = ["COLOURS", "SHAPES", "ColourSpec", "ImageDataset", "ShapeSpec", "SyntheticWorld",
            "TextDataset", "WorldConfig", "make_world", "zero_shot_prompts"]
 
-from .registry import (
+from isoclip.data.registry import (
                         DatasetFormatError,
                         DatasetInfo,
                         DatasetNotFoundError,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .registry import DatasetInfo, dataset_info
+from isoclip.data.registry import DatasetInfo, dataset_info
 
 __all__ = ["make_fake_dataset"]
 

@@ -27,7 +27,7 @@ from typing import Any, Literal, Union
 import numpy as np
 from PIL import Image
 
-from .base import ImageDataset, TextDataset
+from isoclip.data.base import ImageDataset, TextDataset
 
 Modality = Literal["image", "text"]
 Layout = Literal["cub", "revisited", "coop_split", "fgvc_aircraft", "coco_karpathy",

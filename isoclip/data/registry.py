@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .paper_datasets import (
+from isoclip.data.paper_datasets import (
     READERS,
     DatasetFormatError,
     DatasetInfo,

@@ -7,25 +7,30 @@
   uniformity, W2-uniformity, Liang's gap shift.
 - :mod:`~isoclip.evaluate.clustering`: KMeans V-measure/ARI/NMI/homogeneity and kNN on
   mixed-modality embeddings.
+- :mod:`~isoclip.evaluate.stats`: paired comparisons of methods on the same items with
+  bootstrap intervals, class-balanced subsets.
+
+Evaluators take features and labels, never a model: they serve any model and any dataset.
+
+May import: :mod:`isoclip.common`, :mod:`isoclip.method` (types only).
 """
 
-from . import classification, clustering, gap, retrieval
-from .classification import (
-                             evaluate_iso_ncm,
-                             evaluate_knn,
-                             evaluate_ncm,
-                             evaluate_zero_shot,
-                             fill_templates,
-                             zero_shot_weights,
+from isoclip.evaluate import classification, clustering, gap, retrieval, stats
+from isoclip.evaluate.classification import (
+    evaluate_iso_ncm,
+    evaluate_knn,
+    evaluate_ncm,
+    evaluate_zero_shot,
+    fill_templates,
 )
-from .clustering import evaluate_clustering, evaluate_mixed_knn
-from .gap import gap_report, shift_gap
-from .retrieval import (
-                             evaluate,
-                             evaluate_cross_modal,
-                             evaluate_revisited,
-                             evaluate_revisited_scores,
-                             evaluate_scores,
+from isoclip.evaluate.clustering import evaluate_clustering, evaluate_mixed_knn
+from isoclip.evaluate.gap import gap_report, shift_gap
+from isoclip.evaluate.retrieval import (
+    evaluate,
+    evaluate_cross_modal,
+    evaluate_revisited,
+    evaluate_revisited_scores,
+    evaluate_scores,
 )
 
 __all__ = [
@@ -47,5 +52,5 @@ __all__ = [
     "gap_report",
     "retrieval",
     "shift_gap",
-    "zero_shot_weights",
+    "stats",
 ]

@@ -29,12 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..features import text_features
-from ..models import ModelBundle
-from .retrieval import as_features, as_labels
+from isoclip.evaluate.retrieval import as_features, as_labels
 
 if TYPE_CHECKING:
-    from ..projectors import Projectors
+    from isoclip.method.projectors import Projectors
 
 __all__ = [
     "class_embeddings",
@@ -47,7 +45,6 @@ __all__ = [
     "ncm_logits",
     "ncm_prototypes",
     "topk_accuracy",
-    "zero_shot_weights",
 ]
 
 
@@ -120,22 +117,6 @@ def class_embeddings(prompt_features: Sequence[Tensor] | Tensor) -> Tensor:
                              f"{tuple(p.shape)}")
         out.append(F.normalize(F.normalize(p.float(), dim=1).mean(0), dim=0))
     return torch.stack(out)
-
-
-def zero_shot_weights(bundle: ModelBundle, prompts: Sequence[Sequence[str]], *,
-                      batch_size: int = 256, cache: bool = True, progress: bool = True
-                      ) -> Tensor:
-    """Zero-shot class weights [C, d] from ``prompts[c]`` (the prompts of class c).
-
-    Use :func:`fill_templates` for ``"{}"`` templates, or the synthetic world's ``prompts``.
-    Prompt features come from :func:`isoclip.features.text_features` (cached).
-    """
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("prompts: expected at least one prompt for every class")
-    flat = [s for p in prompts for s in p]
-    feats = text_features(bundle, flat, "projected", batch_size=batch_size, cache=cache,
-                          progress=progress)
-    return class_embeddings(torch.split(feats, [len(p) for p in prompts]))
 
 
 def evaluate_zero_shot(image_features: Any, class_weights: Any, labels: Any,

@@ -33,8 +33,8 @@ from sklearn.metrics import (
 )
 from torch import Tensor
 
-from .classification import knn_predict
-from .retrieval import as_features, as_labels
+from isoclip.evaluate.classification import knn_predict
+from isoclip.evaluate.retrieval import as_features, as_labels
 
 __all__ = ["evaluate_clustering", "evaluate_mixed_knn", "mixed_embeddings"]
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .retrieval import as_features
+from isoclip.evaluate.retrieval import as_features
 
 __all__ = [
     "alignment",

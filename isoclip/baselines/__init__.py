@@ -1,0 +1,7 @@
+"""What IsoCLIP is compared with: modality inversion (OTI / OVI of Cross the Gap,
+:mod:`.inversion`), training-free feature transforms (whitening, mean-centring,
+pre-projection, random bands: :mod:`.whitening`) and the training-time losses (CLIP, IMSep,
+ATP, CU: :mod:`.losses`).
+
+May import: :mod:`isoclip.common`, :mod:`isoclip.method`.
+"""

@@ -1,0 +1,158 @@
+"""Standard metric sets computed by more than one chapter, on a synthetic world or any data.
+
+These functions only compose :mod:`isoclip.models.features` and :mod:`isoclip.evaluate`; the
+definitions live there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from torch import Tensor
+
+from isoclip.data.world.synthetic import SyntheticWorld
+from isoclip.evaluate.classification import evaluate_zero_shot
+from isoclip.evaluate.gap import gap_report
+from isoclip.evaluate.retrieval import evaluate
+from isoclip.models.features import FeatureKind, image_features, text_features, zero_shot_weights
+from isoclip.models.loading import ModelBundle
+
+
+@dataclass
+class WorldFeatures:
+    """Features of every split of a synthetic world (unnormalised).
+
+    Attributes:
+        query_images, gallery_images: [Nq, D], [Ng, D] image features.
+        query_captions, gallery_captions: [Nq, D], [Ng, D] features of the images' captions.
+        text_query, text_gallery: [Tq, D], [Tg, D] held-out-template caption features.
+        kind: ``"projected"`` (shared space, dimension d) or ``"preproj"`` (d_i / d_t).
+    """
+
+    query_images: Tensor
+    gallery_images: Tensor
+    query_captions: Tensor
+    gallery_captions: Tensor
+    text_query: Tensor
+    text_gallery: Tensor
+    kind: FeatureKind
+
+
+def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind = "projected",
+                   *, progress: bool = False) -> WorldFeatures:
+    """Extract (or load from the cache) the features of every evaluation split of ``world``."""
+    def img(ds):  # noqa: ANN001, ANN202
+        return image_features(bundle, ds, kind, progress=progress)
+
+    def txt(ds):  # noqa: ANN001, ANN202
+        return text_features(bundle, ds, kind, progress=progress)
+
+    return WorldFeatures(query_images=img(world.query), gallery_images=img(world.gallery),
+                         query_captions=txt(world.query), gallery_captions=txt(world.gallery),
+                         text_query=txt(world.text_query), text_gallery=txt(world.text_gallery),
+                         kind=kind)
+
+
+def calibration_indices(n_train: int, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """[n] sorted row indices into ``world.train`` of :func:`calibration_pairs`' pairs."""
+    return np.sort(np.random.default_rng(seed).choice(n_train, n, replace=False))
+
+
+def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
+                      seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Pre-projection features ([n, d_i], [n, d_t]) of ``n`` seeded training pairs (an image
+    and its own caption): the calibration data of ``select_band(P, "agreement", ...)``.
+
+    Drawn from ``world.train`` only, never from the query or gallery splits; no labels used.
+    """
+    from isoclip.data.base import ImageDataset  # noqa: PLC0415
+
+    train = world.train
+    if not 3 <= n <= len(train):
+        raise ValueError(f"n: expected 3 <= n <= {len(train)} (training pairs), got {n}")
+    if train.captions is None or not isinstance(train.images, np.ndarray):
+        raise ValueError("world.train must hold images as an array and their captions")
+    idx = calibration_indices(len(train), n, seed)
+    sub = ImageDataset(images=train.images[idx], labels=train.labels[idx],
+                       class_names=train.class_names, name=f"{train.name}[calib {n}, seed {seed}]",
+                       captions=[train.captions[i] for i in idx])
+    return (image_features(bundle, sub, "preproj", progress=False),
+            text_features(bundle, sub, "preproj", progress=False))
+
+
+def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, float]:
+    """Is it a CLIP? Zero-shot, cross-modal and intra-modal retrieval, gap and cone.
+
+    Retrieval relevance is "same class" everywhere (captions name the class, not the scene).
+
+    Keys (percent for accuracies and mAP):
+        ``zero_shot_acc``, ``chance_acc``: zero-shot top-1 on the query images (prompt
+        ensembles ``world.prompts``) and the chance level.
+        ``i2t_R1``, ``i2t_mAP``: query images -> gallery captions.
+        ``t2i_R1``, ``t2i_mAP``: query captions -> gallery images.
+        ``i2i_mAP``: query images -> gallery images (intra-modal).
+        ``t2t_mAP``: held-out-template captions -> held-out-template captions (intra-modal).
+        ``gap``, ``true_pair_cos``, ``cone_image``, ``cone_text``: on the gallery images and
+        their captions (:func:`isoclip.evaluate.gap.gap_report`).
+    """
+    f = world_features(bundle, world)
+    ql, gl = world.query.labels, world.gallery.labels
+    weights = zero_shot_weights(bundle, world.prompts, progress=False)
+    zs = evaluate_zero_shot(f.query_images, weights, ql)
+    i2t = evaluate(f.query_images, f.gallery_captions, ql, gl)
+    t2i = evaluate(f.query_captions, f.gallery_images, ql, gl)
+    i2i = evaluate(f.query_images, f.gallery_images, ql, gl)
+    t2t = evaluate(f.text_query, f.text_gallery, world.text_query.labels, world.text_gallery.labels)
+    g = gap_report(f.gallery_images, f.gallery_captions)
+    return {
+        "zero_shot_acc": zs["top1"],
+        "chance_acc": 100.0 / len(world.class_names),
+        "i2t_R1": i2t["R@1"],
+        "i2t_mAP": i2t["mAP"],
+        "t2i_R1": t2i["R@1"],
+        "t2i_mAP": t2i["mAP"],
+        "i2i_mAP": i2i["mAP"],
+        "t2t_mAP": t2t["mAP"],
+        "gap": g["gap"],
+        "true_pair_cos": g["true_pair_cos"],
+        "cone_image": g["intra_cos_image"],
+        "cone_text": g["intra_cos_text"],
+    }
+
+
+_LABELS = {
+    "zero_shot_acc": ("zero-shot top-1 accuracy (%)", "classification"),
+    "chance_acc": ("chance level (%)", "classification"),
+    "i2t_R1": ("image→text R@1 (%)", "cross-modal"),
+    "i2t_mAP": ("image→text mAP", "cross-modal"),
+    "t2i_mAP": ("text→image mAP", "cross-modal"),
+    "i2i_mAP": ("image→image mAP", "intra-modal"),
+    "t2t_mAP": ("text→text mAP", "intra-modal"),
+    "gap": ("centroid gap ‖mean x − mean y‖", "geometry"),
+    "true_pair_cos": ("mean true-pair cosine", "geometry"),
+    "cone_image": ("mean image–image cosine (cone)", "geometry"),
+    "cone_text": ("mean text–text cosine (cone)", "geometry"),
+}
+
+
+def sanity_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """:func:`sanity_metrics` as a readable two-level table."""
+    rows = [{"group": _LABELS[k][1], "metric": _LABELS[k][0], "value": round(v, 3)}
+            for k, v in metrics.items() if k in _LABELS]
+    return pd.DataFrame(rows).set_index(["group", "metric"])
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 10: ablations (training-free baselines and band controls, isoclip.baselines.whitening)
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 9: latency beside the paper's figures
+
+
+# ---------------------------------------------------------------------------------------------
+# chapters 7 and 8: several methods on the same items, paired differences with a baseline
+
+
