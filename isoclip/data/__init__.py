@@ -1,7 +1,8 @@
 """Datasets: the containers every evaluator and trainer takes (:mod:`.base`), the registry of
 the paper's datasets under a ``data_root`` with their official layouts (:mod:`.registry`,
 :mod:`.paper_datasets`), generated miniatures of those layouts for tests (:mod:`.fakes`), and
-the procedurally generated world of the embedded default (:mod:`.world`).
+the procedurally generated world of the embedded default (:mod:`.world`), and the embedded
+models' evaluation sets and suites registered beside the paper's (:mod:`.suites`).
 
 May import: :mod:`isoclip.common`.
 """
@@ -21,8 +22,12 @@ from isoclip.data.registry import (
                         RetrievalData,
                         available_datasets,
                         dataset_info,
+                        datasets_list,
+                        is_registered,
+                        load_dataset,
                         load_retrieval_dataset,
 )
 
 __all__ += ["DatasetFormatError", "DatasetInfo", "DatasetNotFoundError", "RetrievalData",
-            "available_datasets", "dataset_info", "load_retrieval_dataset"]
+            "available_datasets", "dataset_info", "datasets_list", "is_registered",
+            "load_dataset", "load_retrieval_dataset"]

@@ -25,6 +25,18 @@ def _hash_update_array(h: "hashlib._Hash", a: np.ndarray) -> None:
     h.update(a.tobytes())
 
 
+def _check_indices(indices: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ValueError(f"indices: expected a 1-D sequence of row indices, got {idx.dtype} "
+                         f"{idx.shape}")
+    idx = idx.astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"indices: expected values in [0, {n}), got range "
+                         f"[{idx.min()}, {idx.max()}]")
+    return idx
+
+
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
     """Images with integer class labels.
@@ -73,6 +85,26 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def subset(self, indices: Sequence[int] | np.ndarray, name: str) -> ImageDataset:
+        """Rows ``indices`` (in that order) as a new dataset called ``name`` (its cache key).
+
+        Images, labels, class names and captions are taken row by row; the class names are
+        kept whole, so a label means the same class in the subset and in the original.
+
+        Raises:
+            ValueError: an index outside ``[0, len(self))`` or an empty ``name``.
+        """
+        idx = _check_indices(indices, len(self))
+        if not name:
+            raise ValueError("name: expected a non-empty dataset name (part of cache keys)")
+        if isinstance(self.images, np.ndarray):
+            images: ImageSource = self.images[idx]
+        else:
+            images = [self.images[i] for i in idx.tolist()]
+        captions = None if self.captions is None else [self.captions[i] for i in idx.tolist()]
+        return ImageDataset(images=images, labels=self.labels[idx], class_names=self.class_names,
+                            name=name, captions=captions)
 
     def image(self, i: int) -> Image.Image:
         """Image ``i`` as an RGB ``PIL.Image`` (what a model's ``preprocess`` expects)."""
@@ -139,6 +171,17 @@ class TextDataset:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def subset(self, indices: Sequence[int] | np.ndarray, name: str) -> TextDataset:
+        """Rows ``indices`` (in that order) as a new dataset called ``name``.
+
+        Raises:
+            ValueError: an index outside ``[0, len(self))`` or an empty ``name``.
+        """
+        idx = _check_indices(indices, len(self))
+        if not name:
+            raise ValueError("name: expected a non-empty dataset name (part of cache keys)")
+        return TextDataset([self.texts[i] for i in idx.tolist()], self.labels[idx], name)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.name.encode())

@@ -123,6 +123,10 @@ class RetrievalData:
         folder: the dataset folder that was read.
         gnd: revisited Oxford/Paris only: one :data:`GroundTruth` per query (indices into
             ``gallery``; distractors appended to the gallery are never relevant); else None.
+        calibration: unlabelled image-caption pairs of the set's domain, drawn from the
+            training data of the model it is evaluated with (the embedded sets of
+            :mod:`isoclip.data.suites`; the label-free agreement rule chooses a band on them);
+            None when the set has none (the paper's datasets).
     """
 
     name: str
@@ -133,6 +137,7 @@ class RetrievalData:
     gallery_split: str
     folder: Path
     gnd: list[GroundTruth] | None = None
+    calibration: ImageDataset | None = None
 
     def __post_init__(self) -> None:
         if self.same_split and self.query is not self.gallery:

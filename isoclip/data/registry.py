@@ -26,6 +26,11 @@ splits of ``RETRIEVAL_SPLTS`` in their ``src/data_utils.py``):
   ``karpathy_val.txt``.
 * ``nocaps_text``, val_query -> val_gallery: ``nocaps/nocaps_val_4500_captions.json``.
 
+The embedded models' evaluation sets (``synthetic/world``, ``synthetic/shape=circle``, ...,
+and the suites that expand to them, ``synthetic-fine-grained``, ...) are registered beside
+these (:mod:`isoclip.data.suites`): :func:`datasets_list` expands a chapter's ``datasets``
+list and :func:`load_dataset` reads any registered name.
+
 The CoOp-derived sets are also found directly under ``data_root`` (``data_root/oxford_pets``
 ...), the layout of CoOp's ``DATASETS.md`` that the official *classification* scripts read.
 
@@ -48,6 +53,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from isoclip.data import suites
 from isoclip.data.paper_datasets import (
     READERS,
     DatasetFormatError,
@@ -60,7 +66,8 @@ from isoclip.data.paper_datasets import (
 )
 
 __all__ = ["DatasetFormatError", "DatasetInfo", "DatasetNotFoundError", "GroundTruth",
-           "RetrievalData", "available_datasets", "dataset_info", "load_retrieval_dataset"]
+           "RetrievalData", "available_datasets", "dataset_info", "datasets_list",
+           "is_registered", "load_dataset", "load_retrieval_dataset"]
 
 _CTG = "miccunifi/Cross-the-Gap src/datasets/"
 _ISO = "simomagi/IsoCLIP src/datasets/"
@@ -220,3 +227,73 @@ def load_retrieval_dataset(name: str, data_root: str | os.PathLike[str], *,
         return READERS["revisited"](ctx, crop_queries=crop_queries,
                                     with_distractors=with_distractors)
     return READERS[info.layout](ctx)
+
+
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a paper dataset, an embedded set or a suite."""
+    return name in _BY_NAME or suites.is_embedded(name)
+
+
+def datasets_list(names: str | list[str] | tuple[str, ...], modality: Modality | None = None,
+                  **config: object) -> list[str]:
+    """A chapter's ``datasets`` (or ``text_datasets``) parameter as a list of set names: suites
+    expanded (:func:`isoclip.data.suites.expand_datasets`), paper datasets kept, order kept,
+    repeats dropped.
+
+    Args:
+        names: one name or a list, e.g. ``["synthetic-fine-grained", "cub2011"]``.
+        modality: if given, every paper dataset must be of this modality (embedded sets have
+            both an image and a text side).
+        config: ``world=`` / ``emoji=`` configurations of the embedded data.
+
+    Raises:
+        ValueError: an unknown name (the message lists the paper datasets and the suites), or
+            a paper dataset of the other modality.
+    """
+    def known(n: str) -> bool:
+        if n not in _BY_NAME:
+            raise ValueError(f"dataset {n!r}: unknown; paper datasets: {', '.join(_BY_NAME)}; "
+                             f"embedded suites: {', '.join(suites.SUITES)}; embedded sets: "
+                             "synthetic/world, synthetic/shape=<shape>, synthetic/colour=<colour>"
+                             ", emoji/all, emoji/category=<category>")
+        if modality is not None and _BY_NAME[n].modality != modality:
+            others = [i.name for i in available_datasets(modality)]
+            raise ValueError(f"dataset {n!r} is for {_BY_NAME[n].modality} retrieval, but this "
+                             f"needs {modality} retrieval; {modality} sets: {', '.join(others)}")
+        return True
+
+    return suites.expand_datasets(names, known=known, **config)  # type: ignore[arg-type]
+
+
+def load_dataset(name: str, modality: Modality = "image",
+                 data_root: str | os.PathLike[str] | None = None, **config: object
+                 ) -> RetrievalData:
+    """Any registered retrieval set: an embedded set (generated or read from its local data,
+    ``data_root`` unused) or a paper dataset read from ``data_root``
+    (:func:`load_retrieval_dataset`).
+
+    Args:
+        name: a set name (not a suite: expand those with :func:`datasets_list`).
+        modality: ``"image"`` or ``"text"``; a paper dataset must be of that modality.
+        data_root: the folder holding the paper's datasets.
+        config: ``world=`` / ``emoji=`` configurations of the embedded data.
+
+    Raises:
+        ValueError: unknown name, a suite, a paper dataset of the other modality or without
+            ``data_root``; :class:`DatasetNotFoundError` for missing data.
+    """
+    if suites.is_embedded(name):
+        return suites.load_embedded_set(name, modality, **config)  # type: ignore[arg-type]
+    info = dataset_info(name)
+    if info.modality != modality:
+        others = [i.name for i in available_datasets(modality)]
+        raise ValueError(f"dataset {name!r} is for {info.modality} retrieval, but this "
+                         f"needs {modality} retrieval; {modality} sets: {', '.join(others)}")
+    if data_root is None or str(data_root).strip() == "":
+        raise ValueError(
+            f"dataset {name!r} needs data_root: the folder that holds the datasets (the "
+            f"official --dataroot), with this layout under it:\n{info.describe_layout()}\n"
+            f"Official data: {info.source}\n"
+            "Pass data_root (notebook parameter, `--set data_root=DIR`, or "
+            "`make reproduce DATA_ROOT=DIR`), or use an embedded set (e.g. 'synthetic/world').")
+    return load_retrieval_dataset(name, data_root)

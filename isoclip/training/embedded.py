@@ -8,7 +8,6 @@ chapters share one trained model per parameter set.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from isoclip.data.registry import RetrievalData
@@ -75,40 +74,24 @@ def resolve_retrieval(dataset: str = "embedded", data_root: Any = None,
     Args:
         dataset: ``"embedded"`` = the synthetic world of the embedded default (image:
             ``world.query`` -> ``world.gallery``; text: ``world.text_query`` ->
-            ``world.text_gallery``; never the same split), anything else = a registered dataset
-            (:func:`isoclip.data.available_datasets`) read by
-            :func:`isoclip.data.load_retrieval_dataset` from its official layout.
-        data_root: folder holding the real datasets (ignored for ``"embedded"``).
+            ``world.text_gallery``; never the same split; the set ``synthetic/world`` under
+            its historical name), anything else = a registered set
+            (:func:`isoclip.data.registry.load_dataset`): an embedded set such as
+            ``"synthetic/shape=circle"`` or a paper dataset read from its official layout.
+        data_root: folder holding the real datasets (ignored for embedded sets).
         modality: ``"image"`` or ``"text"``; a real dataset must be of that modality.
-        world: configuration of the synthetic world (``"embedded"`` only).
+        world: configuration of the synthetic world (synthetic sets only).
 
     Raises:
         ValueError: bad modality, unknown dataset, a dataset of the other modality, or a real
             dataset without ``data_root`` (the message names the expected layout and source).
         isoclip.data.DatasetNotFoundError: the dataset is not (completely) under ``data_root``.
     """
-    from isoclip.data.registry import available_datasets, dataset_info, load_retrieval_dataset
+    from isoclip.data.registry import load_dataset
 
     if modality not in ("image", "text"):
         raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
     if dataset == "embedded":
-        w = make_world(world)
-        q, g = (w.query, w.gallery) if modality == "image" else (w.text_query, w.text_gallery)
-        return RetrievalData(name="embedded", query=q, gallery=g, same_split=False,
-                             query_split="query" if modality == "image" else "text_query",
-                             gallery_split="gallery" if modality == "image" else "text_gallery",
-                             folder=Path("."))
-    info = dataset_info(dataset)
-    if info.modality != modality:
-        others = [i.name for i in available_datasets(modality)]  # type: ignore[arg-type]
-        raise ValueError(f"dataset {dataset!r} is for {info.modality} retrieval, but this "
-                         f"needs {modality} retrieval; {modality} sets: {', '.join(others)}")
-    if data_root is None or str(data_root).strip() == "":
-        raise ValueError(
-            f"dataset {dataset!r} needs data_root: the folder that holds the datasets (the "
-            f"official --dataroot), with this layout under it:\n{info.describe_layout()}\n"
-            f"Official data: {info.source}\n"
-            "Pass data_root (notebook parameter, `--set data_root=DIR`, or "
-            "`make reproduce DATA_ROOT=DIR`), or use dataset='embedded'.")
-    return load_retrieval_dataset(dataset, data_root)
-
+        return replace(load_dataset("synthetic/world", modality, world=world),  # type: ignore[arg-type]
+                       name="embedded", calibration=None)
+    return load_dataset(dataset, modality, data_root, world=world)  # type: ignore[arg-type]
