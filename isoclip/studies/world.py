@@ -1,4 +1,4 @@
-"""Standard metric sets computed by more than one chapter, on a synthetic world or any data.
+"""Features and sanity metrics of a synthetic world, shared by the studies of several chapters.
 
 These functions only compose :mod:`isoclip.models.features` and :mod:`isoclip.evaluate`; the
 definitions live there.
@@ -142,17 +142,3 @@ def sanity_table(metrics: dict[str, float]) -> pd.DataFrame:
     rows = [{"group": _LABELS[k][1], "metric": _LABELS[k][0], "value": round(v, 3)}
             for k, v in metrics.items() if k in _LABELS]
     return pd.DataFrame(rows).set_index(["group", "metric"])
-
-
-# ---------------------------------------------------------------------------------------------
-# chapter 10: ablations (training-free baselines and band controls, isoclip.baselines.whitening)
-
-
-# ---------------------------------------------------------------------------------------------
-# chapter 9: latency beside the paper's figures
-
-
-# ---------------------------------------------------------------------------------------------
-# chapters 7 and 8: several methods on the same items, paired differences with a baseline
-
-
