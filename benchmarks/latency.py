@@ -1,4 +1,4 @@
-"""Per-query latency of CLIP, IsoCLIP, OTI and OVI on one device (issue 4, item 3).
+"""Per-query latency of CLIP, IsoCLIP, OTI and OVI on one device (the latency chapter).
 
     .venv/bin/python benchmarks/latency.py                       # tiny model, paper's steps
     .venv/bin/python benchmarks/latency.py --model ViT-B-32 --repeats 20 \\

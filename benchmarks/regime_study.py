@@ -1,5 +1,6 @@
-"""The regime study of issue 8: which settings of world, temperature, shared dimension and
-training length make a tiny CLIP show IsoCLIP's effect (an intra-modal band beating CLIP)?
+"""The regime study ("When does IsoCLIP help?" chapter): which settings of world, temperature,
+shared dimension and training length make a tiny CLIP show IsoCLIP's effect (an intra-modal band
+beating CLIP)?
 
 Each run trains (or loads from ``$ISOCLIP_CACHE``) one tiny model and records the
 diagnostics of :func:`isoclip.studies.regimes.run_regime`; the script prints a table and writes

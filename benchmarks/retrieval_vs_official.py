@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/retrieval_vs_official.py [--n 5000] [--classes 100]
 
-The official loop is IsoCLIP ``compute_metrics`` (``src/retrieval.py:522-586``; papers.md
-A.d) re-implemented faithfully for same-split data (the query removed from its own gallery,
-R counted before the removal): per query, torchmetrics ``retrieval_average_precision`` (in its
-1.4.0 form, the version the official environment pins; 1.9 ignores items scored <= 0),
-``retrieval_average_precision_atk`` (``src/utils.py:207-232``), ``retrieval_r_precision`` and
-top-1. Ours is :func:`isoclip.evaluate.retrieval.evaluate_scores` with
+The official loop is IsoCLIP ``compute_metrics`` (``src/retrieval.py:522-586``; book notation page,
+eq-ap, eq-ap-at-r, eq-r-precision) re-implemented faithfully for same-split data (the query removed
+from its own gallery, R counted before the removal): per query, torchmetrics
+``retrieval_average_precision`` (in its 1.4.0 form, the version the official environment pins; 1.9
+ignores items scored <= 0), ``retrieval_average_precision_atk`` (``src/utils.py:207-232``),
+``retrieval_r_precision`` and top-1. Ours is
+:func:`isoclip.evaluate.retrieval.evaluate_scores` with
 ``official_map_at_r=True`` on the same float32 matrix (clustered random features, so every
 query has relevant items and cosines of both signs).
 

@@ -1,4 +1,5 @@
-"""The cosine decomposition and the Psi / Psi_i split of the CLIP-loss gradient (papers.md A.a)."""
+"""The cosine decomposition and the Psi / Psi_i split of the CLIP-loss gradient (IsoCLIP poster
+step 2; book notation page, eq-cos-inter, eq-grad-features, eq-grad-weights)."""
 
 from __future__ import annotations
 
@@ -80,9 +81,10 @@ def test_split_sums_to_autograd(direction: str, tau: float) -> None:
         assert a.norm() > 1e-3 * b.norm() and b.norm() > 1e-3 * a.norm()
 
 
-def test_papers_md_coefficients_for_the_image_to_text_half() -> None:
-    """papers.md A.a, written out per sample: alpha_{t,i} = (p_it - delta_it)/(tau a_i b_t),
-    s = (1/tau) sum_t (p_it - delta_it) cos_it, times 1/N from the batch mean."""
+def test_exact_coefficients_for_the_image_to_text_half() -> None:
+    """Notation page, eq-grad-features for L_i2t alone, written out per sample:
+    alpha_{t,i} = (p_it - delta_it)/(tau a_i b_t), s = (1/tau) sum_t (p_it - delta_it) cos_it,
+    times 1/N from the batch mean."""
     P, f, g = batch()
     tau, N = 0.1, f.shape[0]
     fg = feature_gradients(P, f, g, tau, "image_to_text")

@@ -1,4 +1,5 @@
-"""Psi, its SVD and spectrum statistics; IsoCLIP bands (papers.md A.a, A.b, G.1-G.2)."""
+"""Psi, its SVD and spectrum statistics; IsoCLIP bands (book notation page, eq-psi, eq-svd,
+eq-band, eq-iso-projectors; official ``apply_iso``)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ register_configs()
 
 def apply_iso_reference(W_image: torch.Tensor, W_text: torch.Tensor, k_top: int,
                         k_bottom: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official ``apply_iso`` (src/retrieval.py:39-66) as transcribed in papers.md A.a.
+    """The official ``apply_iso`` (IsoCLIP ``src/retrieval.py`` l.39-66), transcribed.
 
     ``W_image`` [d, d_i] and ``W_text`` [d, d_t] are the transposed code-convention matrices
     (retrieval.py:140-142); returns ``(W_image_iso [d_i, d], W_text_iso [d_t, d])`` used as
@@ -159,7 +160,8 @@ def test_too_many_dropped_directions_raise(tiny: Tiny, band: Band) -> None:
 
 
 def test_band_zero_reproduces_clip(tiny: Tiny) -> None:
-    """papers.md A.a: with W_t of full rank, IsoCLIP(0, 0) is exactly the baseline."""
+    """With W_t of full rank, IsoCLIP(0, 0) is exactly the baseline (notation page,
+    eq-iso-similarity)."""
     P, f, g = tiny
     assert torch.linalg.matrix_rank(P.W_t).item() == P.d
     iso = iso_projectors(P, Band(0, 0))

@@ -91,8 +91,9 @@ def test_sockets_are_blocked() -> None:
 
 
 # (model name, image size, class, image tower, (d, d_i, d_t), image bias, text bias). The dims
-# are those of the paper's backbones (papers.md A.b). Big ViTs run at a reduced input size
-# (``force_image_size``: same modules, fewer patches) to keep CPU time low.
+# are those of the paper's backbones (open_clip model configs of the models in the IsoCLIP
+# scripts). Big ViTs run at a reduced input size (``force_image_size``: same modules, fewer
+# patches) to keep CPU time low.
 REAL = [
     pytest.param("ViT-B-32", 64, "CLIP", "VisionTransformer", (512, 768, 512), False, False),
     pytest.param("ViT-B-16", 64, "CLIP", "VisionTransformer", (512, 768, 512), False, False),
@@ -285,7 +286,8 @@ def test_map_head_linearization_is_first_order_and_correctly_oriented() -> None:
 
 
 def test_map_head_linearization_formula() -> None:
-    """The official formula (papers.md A.c): W_eff = I + 0.5 W2 W1 diag(gamma),
+    """The official formula (IsoCLIP ``src/encode_no_projection.py``; notation page,
+    eq-map-linearization): W_eff = I + 0.5 W2 W1 diag(gamma),
     b_eff = 0.5 W2 (W1 beta + b1) + b2, for GELU and tanh-GELU."""
     for act in (nn.GELU, lambda: nn.GELU(approximate="tanh")):
         torch.manual_seed(1)

@@ -19,7 +19,7 @@ from isoclip.notebooks import PARAMS_DIR, load_params
 from isoclip.training.embedded import DEFAULT_WORLD, resolve_retrieval
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER_SETS = {  # set name: (model, pretrained) of the paper's runs (papers.md A.b)
+PAPER_SETS = {  # set name: (model, pretrained) of the paper's runs (IsoCLIP exp_*/*.sh)
     "vit-b-32-openai": ("ViT-B-32", "openai"),
     "vit-b-16-openai": ("ViT-B-16", "openai"),
     "vit-l-14-openai": ("ViT-L-14", "openai"),

@@ -110,14 +110,14 @@ def test_atp_and_cu_match_direct_formulas() -> None:
     atp = sum(sum((a - b) ** 2 for a, b in zip(X[i], Y[i])) for i in range(9)) / 9
     assert alignment_loss(x, y).item() == pytest.approx(atp, rel=1e-12)
     cos = sum(_dot(X[i], Y[i]) for i in range(9)) / 9
-    assert alignment_loss(x, y).item() == pytest.approx(2 - 2 * cos, rel=1e-12)  # papers.md G.5
+    assert alignment_loss(x, y).item() == pytest.approx(2 - 2 * cos, rel=1e-12)  # notation eq-atp
     mu = _unit_rows(torch.tensor([[(a + b) / 2 for a, b in zip(X[i], Y[i])] for i in range(9)],
                                  dtype=torch.float64))
     pairs = [math.exp(-2 * sum((a - b) ** 2 for a, b in zip(mu[i], mu[j])))
              for i, j in itertools.combinations(range(9), 2)]
     cu = math.log(sum(pairs) / len(pairs))
     assert centroid_uniformity_loss(x, y).item() == pytest.approx(cu, rel=1e-10)
-    perm = torch.randperm(9, generator=g)  # invariant to permuting the pairs (papers.md G.5)
+    perm = torch.randperm(9, generator=g)  # invariant to permuting the pairs (eq-cu)
     assert centroid_uniformity_loss(x[perm], y[perm]).item() == pytest.approx(cu, rel=1e-10)
 
 

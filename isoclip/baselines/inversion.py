@@ -2,7 +2,8 @@
 
 Both methods map a feature of one modality to a feature *produced by the other encoder*, by
 optimising a few free input embeddings of that encoder with everything else frozen
-(``../shared/papers.md`` B; official code ``miccunifi/Cross-the-Gap`` at f513b38):
+(Cross the Gap, OTI and OVI; official code ``miccunifi/Cross-the-Gap`` at f513b38; book notation
+page, eq-oti, eq-ovi):
 
 * **OTI** (image -> text, ``src/oti.py`` ``oti``, l.101-139): R pseudo-token embeddings
   ``v* [B, R, e]`` replace R placeholder tokens of a template (default ``"a photo of {}"``);
@@ -400,7 +401,8 @@ def oti(
     """Optimisation-based Textual Inversion of a batch of image features.
 
     Minimises ``mean_b(1 - cos(text(template with v*_b), image_features_b))`` over R
-    pseudo-token embeddings per image (papers.md B, official ``oti``).
+    pseudo-token embeddings per image (Cross the Gap, official ``src/oti.py`` ``oti``; notation
+    page, eq-oti).
 
     Args:
         model: open_clip ``CLIP`` in eval mode (frozen; never modified).
@@ -459,7 +461,8 @@ def ovi(
     """Optimisation-based Visual Inversion of a batch of text features.
 
     Minimises ``mean_b(1 - cos(image(w*_b), text_features_b))`` over P pseudo-patches per
-    text, repeated over every patch position (papers.md B, official ``ovi``). The text is
+    text, repeated over every patch position (Cross the Gap, official ``src/ovi.py`` ``ovi``;
+    notation page, eq-ovi). The text is
     encoded by the caller: the official code uses the raw text (``"{}"``) for caption
     datasets and ``"a photo of {classname}"`` for class names.
 

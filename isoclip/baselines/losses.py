@@ -5,13 +5,16 @@ pairs and L2-normalises them first, as the official code does (open_clip returns
 features to its losses; ModGap normalises before its losses). Pair ``i`` is ``(x_i, y_i)``.
 
 - :func:`clip_loss` — CLIP's symmetric InfoNCE ½[CE(λXYᵀ) + CE(λYXᵀ)] (Radford et al. 2021;
-  IsoCLIP's L_CLIP, papers.md A.a). Re-exported by :mod:`isoclip.training.trainer`.
+  IsoCLIP's L_CLIP; book notation page, eq-clip-loss). Re-exported by
+  :mod:`isoclip.training.trainer`.
 - :func:`imsep_loss` — AlignCLIP's CLIP + intra-modality separation loss (Eslami & de Melo,
-  ICLR 2025, ``align_clip/loss.py`` ``ClipInModalityLoss``, l.135-273; papers.md C).
+  ICLR 2025, ``align_clip/loss.py`` ``ClipInModalityLoss``, l.135-273; notation page,
+  eq-semantic-distance, eq-imsep).
 - :func:`alignment_loss` (L_ATP), :func:`centroid_uniformity_loss` (L_CU),
   :func:`atp_cu_weights` and :func:`atp_cu_loss` — "Closing the Modality Gap Aligns
   Group-Wise Semantics" (Grassucci, Cicchetti et al., ICLR 2026; ModGap ``losses.py``
-  l.8-31 and l.146-230, ``main.py`` EXP 10, ``config.yaml``; papers.md D).
+  l.8-31 and l.146-230, ``main.py`` EXP 10, ``config.yaml``; notation page, eq-atp, eq-cu,
+  eq-atp-cu).
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ def imsep_loss(image_features: Tensor, text_features: Tensor, semantic_features:
         alpha, beta: weights (official defaults α = 1, β = 0.5).
         modalities: ``"image"`` (``--separate_image`` only: the paper's equation and
             figure), ``"text"`` (``--separate_text`` only: the class default of
-            ``ClipInModalityLoss``) or ``"both"`` (the README's command). AlignCLIP issue #6.
+            ``ClipInModalityLoss``) or ``"both"`` (the README's training command sets both
+            ``--separate_image`` and ``--separate_text``, while the paper's equation and figure
+            separate images only; which one produced the paper's numbers was not checked).
 
     Returns:
         ``{"total", "clip", "imsep"}`` scalar tensors (``clip`` and ``imsep`` already weighted).
@@ -142,7 +147,8 @@ def centroid_uniformity_loss(image_features: Tensor, text_features: Tensor,
 def atp_cu_weights(step: int, total_steps: int) -> tuple[float, float]:
     """(α(t), β(t)) of the released ModGap schedule at 0-based ``step`` of ``total_steps``.
 
-    One "epoch" is ``total_steps / 100`` steps (the code assumes 100 epochs, papers.md F):
+    One "epoch" is ``total_steps / 100`` steps (the released code, ``losses.py`` l.8-31, assumes
+    100 epochs):
 
     - β (on L_CU) = 1 before epoch 20, then falls linearly to 0 at epoch 70, then 0
       (``get_beta(warmup_epoch=20, decay_epoch=50)``);

@@ -1,4 +1,5 @@
-"""Training-free baselines and controls for intra-modal retrieval (issue 4; papers.md A.f).
+"""Training-free baselines and controls for intra-modal retrieval (IsoCLIP's ablations; book
+notation page, eq-controls).
 
 Every *transform* here maps pre-projection features of a query set and a gallery of the
 same modality to the features whose cosine similarity ranks the gallery:
@@ -24,13 +25,12 @@ name                        features compared by cosine
 ``isoclip``                 IsoCLIP band ``(k_top, k_bottom)`` (``bands.iso_projectors``)
 ==========================  =================================================================
 
-Choices (the paper's versions of these ablations are unverified, papers.md A.f):
+Choices (the IsoCLIP paper's versions of these ablations were not checked; these are ours):
 
 * Centering and whitening act on the CLIP embeddings (the space where CLIP's similarity is
-  computed), with the gallery's statistics (papers.md A.f: "statistics from the gallery (our
-  choice)"); both query and gallery are transformed with the same statistics. "Per
-  modality" means image features are centred/whitened with image statistics and text
-  features with text statistics, never pooled across modalities.
+  computed), with the gallery's statistics (our choice); both query and gallery are transformed with
+  the same statistics. "Per modality" means image features are centred/whitened with image
+  statistics and text features with text statistics, never pooled across modalities.
 * Random band: IsoCLIP keeps the span of ``r - k_top - k_bottom`` singular vectors of Psi.
   The control keeps a span of the same dimension drawn uniformly at random (Haar measure on
   the Grassmannian) in the pre-projection space of the modality, independently of Psi;
@@ -91,7 +91,7 @@ def _check_pair(query: Tensor, gallery: Tensor) -> None:
 def mean_center(query: Tensor, gallery: Tensor) -> tuple[Tensor, Tensor]:
     """Subtract the gallery mean from both sets: [Nq, k], [Ng, k] -> same shapes.
 
-    Removes the shared offset of one modality's cone (Liang et al. 2022; papers.md D'), which
+    Removes the shared offset of one modality's cone (Liang et al. 2022, Sec. 2.1), which
     dominates raw cosine similarities.
     """
     _check_pair(query, gallery)

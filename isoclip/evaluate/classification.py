@@ -1,6 +1,7 @@
 """Classification: zero-shot with prompt templates, NCM, iso-NCM, kNN.
 
-All follow IsoCLIP ``src/classification/trainers.py`` (``../shared/papers.md`` A.d):
+All follow IsoCLIP's official ``src/classification/trainers.py`` (Magistri et al., CVPR 2026,
+classification experiments; book notation page, eq-zero-shot, eq-ncm, eq-iso-ncm):
 
 - **Zero-shot** (``ClipZeroshot``, l.43-72): class weight = the class's prompt embeddings,
   each L2-normalised, averaged, renormalised (CLIP's prompt ensembling; with one template

@@ -1,4 +1,5 @@
-"""Group-wise semantics of mixed-modality embeddings (ModGap, ``../shared/papers.md`` D).
+"""Group-wise semantics of mixed-modality embeddings (Closing the Modality Gap, Grassucci et al.,
+ICLR 2026, official ``ispamm/ModGap``; book notation page, eq-v-measure).
 
 ModGap ``compute_clustering_metrics`` (metrics.py:73-246): stack the L2-normalised
 ``[text; image]`` embeddings (2N rows, labels duplicated), run KMeans, and score the clusters

@@ -1,12 +1,14 @@
-"""Modality-gap and embedding-geometry metrics (``../shared/papers.md`` D, D', E.1-E.5).
+"""Modality-gap and embedding-geometry metrics (Liang et al., NeurIPS 2022; Closing the Modality
+Gap, ICLR 2026, official ``ispamm/ModGap`` ``metrics.py``; book notation page, eq-gap to
+eq-w2-uniformity).
 
 Every function L2-normalises its inputs first (x̂ = x/‖x‖), as all the sources do, and
 computes in float64. ``x`` is the image side and ``y`` the text side where it matters.
 
-- :func:`gap_vector` Δ = mean x̂ − mean ŷ and :func:`centroid_gap` ‖Δ‖ (Liang et al. 2022 §4;
+- :func:`gap_vector` Δ = mean x̂ − mean ŷ and :func:`centroid_gap` ‖Δ‖ (Liang et al. 2022 Sec. 4.2;
   ModGap ``compute_gap``, metrics.py:249-267).
-- :func:`shift_gap` x' = normalize(x̂ − λΔ), y' = normalize(ŷ + λΔ) (Liang et al. 2022
-  "modifying the gap"; λ = 0.5 makes the two centroids coincide before renormalising).
+- :func:`shift_gap` x' = normalize(x̂ − λΔ), y' = normalize(ŷ + λΔ) (Liang et al. 2022 Sec. 4.2,
+  embedding shift experiment; λ = 0.5 makes the two centroids coincide before renormalising).
 - :func:`true_pair_cosine` mean x̂_iᵀŷ_i (ModGap ``mean_distance_of_true_pairs``,
   metrics.py:338-358).
 - :func:`intra_modal_cosine` mean_{i≠j} x̂_iᵀx̂_j, the cone width (ModGap

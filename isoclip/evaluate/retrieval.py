@@ -1,7 +1,8 @@
 """Retrieval metrics: mAP, mAP@R, P@R, P@k, R@k; same-split; cross-modal; Revisited Oxford/Paris.
 
-Definitions (``../shared/papers.md`` A.d and E.6). For one query, the gallery is ranked by
-cosine similarity, descending; ``rel_k`` says whether the item at rank k (1-based) is
+Definitions (IsoCLIP's official ``src/retrieval.py`` metric loop; book notation page,
+eq-precision-at-k, eq-ap, eq-ap-at-r, eq-r-precision, eq-revisited). For one query, the gallery is
+ranked by cosine similarity, descending; ``rel_k`` says whether the item at rank k (1-based) is
 relevant (same label), R is the number of relevant items and ``P@k = (1/k) sum_{j<=k} rel_j``:
 
 - **AP** (``mAP``) = (1/R) sum_k rel_k P@k over the full ranking: torchmetrics

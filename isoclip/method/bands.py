@@ -1,4 +1,6 @@
-"""Spectral band selection: IsoCLIP's isotropic projectors (poster step 3; papers.md A.a-A.b).
+"""Spectral band selection: IsoCLIP's isotropic projectors (Magistri et al., CVPR 2026, spectral
+selection and IsoCLIP projectors, poster step 3; official ``src/retrieval.py`` ``apply_iso``;
+book notation page, eq-band, eq-iso-projectors).
 
 With ``Psi = W_i^T W_t = U diag(S) V^T`` (S non-increasing, r = min(d_i, d_t) singular values,
 as in the official ``apply_iso``), a :class:`Band` ``(k_top, k_bottom)`` drops the ``k_top``
@@ -19,7 +21,7 @@ similarities are ``c[:, s] @ G[s, s] @ c'[:, s].T`` normalised, with ``s = band.
 Biases: a bias is a constant offset in the shared space, not a function of the features, so
 ``iso_projectors`` keeps ``b_i``/``b_t`` unchanged (``Band(0, 0)`` then reproduces the
 model exactly). To filter the bias together with W, as the official code does for SigLIP,
-pass ``P.augmented()`` and feed ``augment_features(f)`` (papers.md A.c).
+pass ``P.augmented()`` and feed ``augment_features(f)`` (notation page, eq-augmented).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from isoclip.method.operator import SVD, svd
 from isoclip.method.projectors import Projectors
 
 #: The official per-backbone bands (k_top, k_bottom) of the IsoCLIP scripts, with the rank r of
-#: Psi they apply to (papers.md A.b: ``exp_img-img_retrieval/*.sh``, ``exp_txt-txt_retrieval``).
+#: Psi they apply to (official ``exp_img-img_retrieval/*.sh``, ``exp_txt-txt_retrieval/*.sh``).
 PAPER_BANDS: dict[tuple[str, str, str], tuple[int, int, int]] = {
     # (model, pretrained, task): (k_top, k_bottom, r)
     ("ViT-B-32", "openai", "image"): (150, 50, 512),

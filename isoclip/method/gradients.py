@@ -1,10 +1,13 @@
-"""Why CLIP training leaves intra-modal geometry unshaped: the gradient split (papers.md A.a).
+"""Why CLIP training leaves intra-modal geometry unshaped: the gradient split.
+
+IsoCLIP (Magistri et al., CVPR 2026), analysis of the CLIP loss gradient (poster step 2); book
+notation page, eq-clip-loss, eq-dl-dcos, eq-grad-features, eq-grad-weights.
 
 Notation (paper orientation, features as rows): ``f_i`` [d_i] image and ``g_t`` [d_t] text
 pre-projection features of a batch of N pairs, ``u_i = W_i f_i``, ``v_t = W_t g_t``,
 ``a_i = |u_i|``, ``b_t = |v_t|``. The IsoCLIP poster writes the cosine as
 
-    C_it = cos(f_i, g_t) = f_i^T Psi g_t / (a_i b_t),      Psi = W_i^T W_t        (poster, §3)
+    C_it = cos(f_i, g_t) = f_i^T Psi g_t / (a_i b_t),      Psi = W_i^T W_t        (poster, step 1)
 
 and the symmetric CLIP loss with temperature tau as ``L = (L_i2t + L_t2i) / 2``, where
 ``L_i2t = mean_i CE(softmax_t(C_it / tau), i)`` and ``L_t2i`` is the same over columns
@@ -20,14 +23,14 @@ and the symmetric CLIP loss with temperature tau as ``L = (L_i2t + L_t2i) / 2``,
     alpha_it = G_it / (a_i b_t),  s_i = sum_t G_it C_it.
 
 For ``L_i2t`` alone this is the poster's ``dL_i2t/df_i ~ alpha_{t,i} Psi g_t - s_t Psi_i f_i /
-|W_i f_i|^2`` with the coefficients derived in papers.md A.a (times 1/N from the batch
-mean). In the symmetric loss the ``L_t2i`` half (through Q) contributes to ``dL/df_i`` too.
-Text is symmetric: ``dL/dg_t = sum_i alpha_it Psi^T f_i - s'_t Psi_t g_t / b_t^2`` with
-``s'_t = sum_i G_it C_it``. Psi_i enters only through the normalization term, which is
+|W_i f_i|^2`` with exact coefficients derived here (times 1/N from the batch mean; the poster gives
+the form, not the coefficients). In the symmetric loss the ``L_t2i`` half (through Q) contributes to
+``dL/df_i`` too. Text is symmetric: ``dL/dg_t = sum_i alpha_it Psi^T f_i - s'_t Psi_t g_t / b_t^2``
+with ``s'_t = sum_i G_it C_it``. Psi_i enters only through the normalization term, which is
 parallel to ``Psi_i f_i`` (the poster's message: "CLIP is trained via Psi, but intra-modal
 tasks depend on Psi_i").
 
-For the weights (from ``dC/dW_i = (v_hat - C u_hat) f^T / a``, papers.md A.a):
+For the weights (from ``dC/dW_i = (v_hat - C u_hat) f^T / a``, derived here):
 
     dL/dW_i = W_t sum_it alpha_it g_t f_i^T   -  W_i sum_i (s_i / a_i^2) f_i f_i^T
     dL/dW_t = W_i sum_it alpha_it f_i g_t^T   -  W_t sum_t (s'_t / b_t^2) g_t g_t^T
@@ -203,9 +206,9 @@ def feature_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
                       direction: Direction = "symmetric") -> FeatureGradients:
     """``dL/df`` and ``dL/dg`` split into Psi (alignment) and Psi_i / Psi_t (normalization) terms.
 
-    Implements the poster's gradient ``dL_i2t/df_i ~ alpha Psi g_t - s Psi_i f_i/|W_i f_i|^2``
-    with the exact coefficients of papers.md A.a, extended to the symmetric loss (module
-    docstring). The terms sum to autograd's gradient of :func:`clip_loss`.
+    Implements the poster's gradient ``dL_i2t/df_i ~ alpha Psi g_t - s Psi_i f_i/|W_i f_i|^2`` with
+    the exact coefficients derived in the module docstring, extended to the symmetric loss (notation
+    page, eq-grad-features). The terms sum to autograd's gradient of :func:`clip_loss`.
 
     Args:
         P: bias-free projectors.
@@ -241,9 +244,9 @@ def weight_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
                      direction: Direction = "symmetric") -> WeightGradients:
     """``dL/dW_i`` and ``dL/dW_t`` split into alignment and normalization (radial) terms.
 
-    From ``dcos/dW_i = (v_hat - cos u_hat) f^T / |u|`` (papers.md A.a; the paper's own dL/dW
-    is unverified). The terms sum to autograd's gradient of :func:`clip_loss`. Arguments as
-    in :func:`feature_gradients`.
+    From ``dcos/dW_i = (v_hat - cos u_hat) f^T / |u|`` (notation page, eq-grad-weights; the paper's
+    own dL/dW was not checked). The terms sum to autograd's gradient of :func:`clip_loss`. Arguments
+    as in :func:`feature_gradients`.
     """
     c = _coefficients(P, f, g, tau, direction)
     f, g = f.double(), g.double()

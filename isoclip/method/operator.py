@@ -1,4 +1,8 @@
-"""The inter- and intra-modal operators and spectrum statistics (IsoCLIP §3; papers.md A.a-A.b).
+"""The inter- and intra-modal operators and spectrum statistics.
+
+IsoCLIP (Magistri et al., CVPR 2026), analysis of the projectors and spectral analysis of the
+inter-modal operator (poster steps 1 and 3); book notation page, eq-psi, eq-psi-intra,
+eq-cos-inter, eq-cos-intra, eq-svd, eq-spectrum, eq-local-spectrum.
 
 With the projectors of :class:`isoclip.Projectors` (paper orientation, W_i [d, d_i],
 W_t [d, d_t]) the cosine similarities of pre-projection features are
@@ -9,7 +13,7 @@ W_t [d, d_t]) the cosine similarities of pre-projection features are
 
 Biases are not part of these operators; for a head with biases use
 ``P.augmented()`` (bias as an extra column, features with a ones column), which is what the
-official code does for SigLIP (papers.md A.c).
+official code does for SigLIP 2 (notation page, eq-augmented).
 
 Everything here is computed in float64.
 """

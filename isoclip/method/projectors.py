@@ -1,9 +1,9 @@
 """The two CLIP projectors W_i, W_t and the pre-projection features f, g they act on.
 
-Paper orientation (IsoCLIP poster; ``../shared/papers.md`` A.a): ``W_i`` has shape
-[d, d_i], ``W_t`` has shape [d, d_t], and the embedding of a pre-projection image feature f is
-``W_i f + b_i`` (column vectors). With features stored as rows ``F`` [N, d_i] this is
-``F @ W_i.T + b_i``; :meth:`Projectors.project_image` does exactly that.
+Paper orientation (IsoCLIP, Magistri et al., CVPR 2026, and its poster; book notation page,
+eq-embeddings): ``W_i`` has shape [d, d_i], ``W_t`` has shape [d, d_t], and the embedding of a
+pre-projection image feature f is ``W_i f + b_i`` (column vectors). With features stored as rows
+``F`` [N, d_i] this is ``F @ W_i.T + b_i``; :meth:`Projectors.project_image` does exactly that.
 
 Pre-projection features are computed by calling the model's own submodules in the order of
 its forward pass (open_clip 3.3.0, timm 1.0.31), stopping just before the final linear map.
@@ -148,7 +148,8 @@ class Projectors:
 
         Pair with features passed through :func:`augment_features` (a ones column appended):
         ``augmented().project_image(augment_features(f)) == project_image(f)``. This is the
-        official code's treatment of SigLIP (papers.md A.c): Psi of the augmented projectors is
+        official code's treatment of SigLIP 2 (IsoCLIP ``src/retrieval.py``, ones column appended
+        to the features; notation page, eq-augmented): Psi of the augmented projectors is
         (d_i+1) x (d_t+1), and a band selection then filters the bias together with W. A
         missing bias becomes a zero column, so both sides are always augmented.
         """
@@ -206,10 +207,10 @@ def _siglip_map_pool(visual: TimmModel) -> AttentionPoolLatent:
 def linearize_map_head(pool: AttentionPoolLatent) -> tuple[Tensor, Tensor]:
     """First-order linearization of a MAP head's residual MLP block, ``h -> h + mlp(norm(h))``.
 
-    Implements the official SigLIP2 projector (papers.md A.c, ``encode_no_projection.py``
-    l.248-275) in the paper's orientation. With LayerNorm affine ``gamma, beta`` (its
-    mean/variance normalisation is ignored, as in the official code), ``fc1 = (W1, b1)``,
-    ``fc2 = (W2, b2)`` and the activation replaced by its tangent at 0,
+    Implements the official SigLIP2 projector (IsoCLIP ``src/encode_no_projection.py`` l.248-275;
+    notation page, eq-map-linearization) in the paper's orientation. With LayerNorm affine
+    ``gamma, beta`` (its mean/variance normalisation is ignored, as in the official code),
+    ``fc1 = (W1, b1)``, ``fc2 = (W2, b2)`` and the activation replaced by its tangent at 0,
     ``act(z) ~ act(0) + c z`` (``c = act'(0) = 0.5`` for every GELU variant)::
 
         W1~ = W1 diag(gamma),  b1~ = W1 beta + b1

@@ -1,8 +1,8 @@
 """Image and text features, projected or pre-projection, batched, cached on disk.
 
-Follows the official extraction (IsoCLIP ``src/utils.py``; ``../shared/papers.md`` A.d):
-float32 model, the model's own ``preprocess`` applied to each PIL image, no normalisation
-of the output (evaluators normalise inside). ``kind="projected"`` is
+Follows the official extraction (IsoCLIP ``src/utils.py`` ``get_features``): float32 model, the
+model's own ``preprocess`` applied to each PIL image, no normalisation of the output
+(evaluators normalise inside). ``kind="projected"`` is
 ``model.encode_image`` / ``model.encode_text``; ``kind="preproj"`` stops just before the final
 projector (:func:`isoclip.method.projectors.encode_image_preproj` /
 :func:`~isoclip.method.projectors.encode_text_preproj`), the features IsoCLIP's filtered projectors

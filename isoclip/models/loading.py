@@ -251,7 +251,7 @@ def load_model(
 def share_towers(model: torch.nn.Module) -> torch.nn.Module:
     """Turn an open_clip ``CLIP`` with equal-width towers into AlignCLIP's SharedCLIP, in place.
 
-    SharedCLIP (Eslami & de Melo, ICLR 2025, ``align_clip/model.py`` l.144-259; papers.md C)
+    SharedCLIP (AlignCLIP, Eslami & de Melo, ICLR 2025; official ``align_clip/model.py`` l.144-259)
     keeps modality-specific *input* embeddings — the image side's conv patch embedding, class
     token, positional embedding and ``ln_pre``; the text side's token and positional
     embeddings — and shares everything after them: ONE transformer, ONE final LayerNorm and

@@ -1,4 +1,5 @@
-"""Band-only analysis for the paper's band figure (IsoCLIP; papers.md A.e 3 and 9).
+"""Band-only analysis for the paper's band figure (IsoCLIP, Magistri et al., CVPR 2026: similarity
+histograms and mAP per band, positive/negative overlap; book notation page, eq-overlap).
 
 * :func:`region_bands`: the top-only, middle and bottom-only bands of a split
   ``(k_top, k_bottom)`` of the spectrum of Psi.

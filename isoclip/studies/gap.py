@@ -1,8 +1,9 @@
 """The modality gap and the training-time fixes (chapters 2 and 11).
 
-Chapter 2 (Liang et al. 2022, papers.md D'): the gap, true-pair cosine and cone of a model;
-Liang's shift x' = normalize(x̂ − λΔ), y' = normalize(ŷ + λΔ) with the contrastive loss at
-several temperatures and the zero-shot accuracy as functions of λ; the gap against τ.
+Chapter 2 (Liang et al. 2022, Secs. 2.1 and 4.2; book notation page, eq-gap, eq-shift): the gap,
+true-pair cosine and cone of a model; Liang's shift x' = normalize(x̂ − λΔ),
+y' = normalize(ŷ + λΔ) with the contrastive loss at several temperatures and the zero-shot
+accuracy as functions of λ; the gap against τ.
 
 Chapter 11: one row of metrics per training variant (:mod:`isoclip.training.variants`), the gap vs
 V-measure trade-off under Liang's shift (ModGap Fig. 1 analogue), Cross-the-Gap's τ table
@@ -243,7 +244,7 @@ def tau_inversion_table(models: dict[str, ModelBundle], world: SyntheticWorld, *
                         per_class: int = 4, subset_seed: int = 0, steps: int | None = None,
                         n_boot: int = 2000) -> pd.DataFrame:
     """Image→image mAP with the image features as queries vs their OTI inversions (CTG's
-    fine-tuning-τ table, papers.md B), for each model.
+    fine-tuning-τ table on its poster), for each model.
 
     Args:
         models: label -> model (e.g. ``{"τ = 1": ..., "τ = 0.01": ...}``).

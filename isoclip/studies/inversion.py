@@ -1,11 +1,11 @@
 """Modality inversion, evaluated: cached OTI/OVI runs and the Cross the Gap study (chapter 3).
 
-Cross the Gap (papers.md B) argues that CLIP's intra-modal similarities are *misaligned*:
-image→image retrieval with image embeddings does worse than first turning each query image
-into a text-encoder feature by OTI and then retrieving images with it (an **inter-modal**
-comparison), and likewise text→text through OVI. This module runs those inversions on a
-batch of targets with on-disk caching (:func:`invert`), picks seeded class-balanced query
-subsets (:func:`balanced_subset`) so that a CPU budget can be met, and assembles the study of
+Cross the Gap (Mistretta et al., ICLR 2025; book notation page, eq-oti, eq-ovi) argues that CLIP's
+intra-modal similarities are *misaligned*: image→image retrieval with image embeddings does worse
+than first turning each query image into a text-encoder feature by OTI and then retrieving images
+with it (an **inter-modal** comparison), and likewise text→text through OVI. This module runs those
+inversions on a batch of targets with on-disk caching (:func:`invert`), picks seeded class-balanced
+query subsets (:func:`balanced_subset`) so that a CPU budget can be met, and assembles the study of
 chapter 3 (:func:`inversion_study`):
 
 * retrieval, same query subset for every method: CLIP image→image (intra-modal), OTI

@@ -1,9 +1,10 @@
-"""Per-query latency of CLIP, IsoCLIP, OTI and OVI, measured side by side (issue 4, item 3).
+"""Per-query latency of CLIP, IsoCLIP, OTI and OVI, measured side by side (the latency chapter).
 
-The claim being checked (papers.md A.e, B): IsoCLIP costs what CLIP costs, a matrix multiply
+The claim being checked (IsoCLIP, Magistri et al., CVPR 2026: "greatly lowers latency" against
+Cross the Gap's inversions): IsoCLIP costs what CLIP costs, a matrix multiply
 per query, while modality inversion costs 150 (OTI) or 1000 (OVI) forward/backward passes
 of an encoder per query. Secondary summaries quote ≈7 ms (CLIP), ≈7 ms (IsoCLIP) and
-≈1879 ms (OTI) per query on a GPU (unverified, papers.md A.e).
+≈1879 ms (OTI) per query on a GPU (not checked against the paper).
 
 What one timed *query* is (batch of 1, everything after the query arrives raw):
 
@@ -71,15 +72,17 @@ __all__ = [
     "latency_ratios",
 ]
 
-#: Steps of the paper's inversions (papers.md B): what latency is reported for.
+#: Steps of the paper's inversions (Cross the Gap configs ``configs/oti/*.yaml``,
+#: ``configs/ovi/*.yaml``): what latency is reported for.
 PAPER_STEPS: Mapping[str, int] = {"OTI": OTI_STEPS, "OVI": OVI_STEPS}
-#: IsoCLIP's bands for OpenAI ViT-B/32 (papers.md A.b: image-image 150/50, text-text 20/100).
+#: IsoCLIP's bands for OpenAI ViT-B/32 (official scripts ``exp_img-img_retrieval/*.sh`` 150/50,
+#: ``exp_txt-txt_retrieval/*.sh`` 20/100).
 PAPER_BANDS: Mapping[str, Band] = {"image": Band(150, 50), "text": Band(20, 100)}
 #: Rank r of Psi for ViT-B/32 (min(d_i, d_t) = 512), the scale of :data:`PAPER_BANDS`.
 PAPER_RANK = 512
-#: Target of issue 4: IsoCLIP's per-query time at most this multiple of CLIP's.
+#: The book's latency target: IsoCLIP's per-query time at most this multiple of CLIP's.
 ISOCLIP_OVER_CLIP_MAX = 1.05
-#: Target of issue 4: OTI's per-query time at least this multiple of IsoCLIP's.
+#: The book's latency target: OTI's per-query time at least this multiple of IsoCLIP's.
 OTI_OVER_ISOCLIP_MIN = 100.0
 #: The raw caption of the text queries (fits the tiny models' 18-token budget).
 DEFAULT_CAPTION = "a photo of a red circle on a striped background"
@@ -343,7 +346,7 @@ def _per_round(df: pd.DataFrame, method: str, query: str, steps: int) -> pd.Seri
 
 def latency_ratios(df: pd.DataFrame,
                    reported_steps: Mapping[str, int] = PAPER_STEPS) -> pd.DataFrame:
-    """The ratios of issue 4 from :func:`measure_latency` output.
+    """The latency ratios and the book's targets from :func:`measure_latency` output.
 
     Args:
         df: output of :func:`measure_latency`.
@@ -355,7 +358,7 @@ def latency_ratios(df: pd.DataFrame,
         :func:`summarize_latency`: the reported number), ``paired`` (median over rounds of
         the per-round ratio of the two queries, which ran in the same round: insensitive to
         load drifting between rounds on a shared machine; NaN when either side is
-        extrapolated), ``target`` (a string such as ``"<= 1.05"``, empty when issue 4 sets
+        extrapolated), ``target`` (a string such as ``"<= 1.05"``, empty when the book sets
         none) and ``meets_target`` (on ``value``; None when there is no target).
     """
     summary = summarize_latency(df, reported_steps).set_index(["method", "query"])
@@ -380,7 +383,7 @@ def latency_ratios(df: pd.DataFrame,
 
 
 #: Per-query latencies attributed to the IsoCLIP paper (ms, on a GPU whose model our sources do
-#: not name). From a secondary summary, **unverified** against the paper (papers.md A.e).
+#: not name). From a secondary summary, **unverified** against the paper.
 PAPER_LATENCY_MS: dict[tuple[str, str], float] = {
     ("CLIP", "image"): 7.0,
     ("IsoCLIP", "image"): 7.0,

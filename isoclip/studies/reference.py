@@ -1,8 +1,8 @@
 """The papers' reported numbers, for display beside ours (chapters 7 and 8).
 
-``isoclip/data/reference/paper_numbers.csv`` holds the averages that ``papers.md`` (A.e, B)
-reads off the authors' own artefacts (the IsoCLIP CVPR 2026 poster's average-mAP bars and the
-Cross the Gap ICLR 2025 poster's table of averages). One row per number:
+``isoclip/data/reference/paper_numbers.csv`` holds the averages read off the authors' own
+artefacts (the IsoCLIP CVPR 2026 poster's average-mAP bars and the Cross the Gap ICLR 2025
+poster's table of averages). One row per number:
 
 * ``paper``: ``"IsoCLIP"`` or ``"Cross the Gap"``.
 * ``task``: ``"image-image"``, ``"text-text"`` or ``"zero-shot classification"``.
@@ -11,7 +11,7 @@ Cross the Gap ICLR 2025 poster's table of averages). One row per number:
   ``"zero-shot"`` or ``"zero-shot via OTI"``.
 * ``metric``: ``"mAP"`` or ``"top-1 accuracy"`` (percent); ``value``: the number.
 * ``n_datasets``: datasets in the average (missing where the source does not say).
-* ``source``: the ``papers.md`` section and the original artefact the number comes from.
+* ``source``: the original artefact the number comes from (which poster, which figure or table).
 * ``verified``: True when the number was read from the authors' own artefact (poster,
   teaser), False when it comes only from a secondary summary.
 * ``caveat``: what is not known about the number (e.g. which datasets enter the average).

@@ -1,5 +1,5 @@
-"""The regime study (issue 8): where do CLIP's intra-modal misalignment and IsoCLIP's band
-structure appear in models we can train?
+"""The regime study (the "When does IsoCLIP help?" chapter): where do CLIP's intra-modal
+misalignment and IsoCLIP's band structure appear in models we can train?
 
 :func:`run_regime` trains (or loads from the cache) one tiny CLIP on one synthetic world and
 returns every diagnostic of the study as a flat dict of JSON-ready values: the modality gap
@@ -12,14 +12,14 @@ its own gallery mean, :func:`isoclip.baselines.whitening.mean_center`), and OTI'
 (:func:`oti_gains`).
 ``benchmarks/regime_study.py`` runs a grid of them.
 
-Sub-domains (:data:`DOMAINS`). The paper's retrieval sets are fine-grained slices of what
-CLIP was trained on (CUB: birds only, Cars, Aircraft, Pets, Flowers), searched with a model
-trained on everything; the top band of Psi gives CUB images similarities of about 0.9-0.95
-(papers.md A.e 3). Every retrieval metric is therefore measured three ways: over the whole
-world (keys without a domain), and with each query ranked only against the gallery items
-that share its main object's shape (``in_shape_``: relevance is then the colour) or its
-colour (``in_colour_``: relevance is the shape), by :func:`grouped_sweep` and
-:func:`grouped_query_ap`. One band is chosen for all groups of a domain.
+Sub-domains (:data:`DOMAINS`). The paper's retrieval sets are fine-grained slices of what CLIP was
+trained on (CUB: birds only, Cars, Aircraft, Pets, Flowers), searched with a model trained on
+everything; the top band of Psi gives CUB images similarities of about 0.9-0.95 (IsoCLIP, Magistri
+et al., CVPR 2026, band-analysis figure). Every retrieval metric is therefore measured three ways:
+over the whole world (keys without a domain), and with each query ranked only against the gallery
+items that share its main object's shape (``in_shape_``: relevance is then the colour) or its colour
+(``in_colour_``: relevance is the shape), by :func:`grouped_sweep` and :func:`grouped_query_ap`. One
+band is chosen for all groups of a domain.
 
 Flatness of the spectrum (``S`` = singular values of Psi, ``rank`` = min(r, d) non-null ones,
 ``rate_j = log σ_j − log σ_{j+1}`` the per-index decay of log σ, as in chapter 5):
@@ -881,7 +881,8 @@ def mean_pair_cosine(P: Projectors, features: Tensor, band: Band | None, groups:
                      modality: str = "image", dec: SVD | None = None) -> float:
     """Mean cosine over the pairs of distinct items (of the same group, if ``groups``) of the
     band embeddings of ``features`` (None: the model's own projection). The paper reports
-    that Psi's top band gives CUB image pairs similarities of 0.9-0.95 (papers.md A.e 3).
+    that Psi's top band gives CUB image pairs similarities of 0.9-0.95 (IsoCLIP's band-analysis
+    figure).
 
     Args:
         P: projectors. features: [N, d_i or d_t] pre-projection features of ``modality``.

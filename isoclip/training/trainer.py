@@ -1,7 +1,7 @@
 """Training tiny CLIP models from scratch on CPU (the embedded default) and its variants.
 
 The default loss is CLIP's symmetric InfoNCE (Radford et al. 2021; IsoCLIP's
-L_CLIP = ½(L_i→t + L_t→i), papers.md A.a) with a learned temperature (open_clip's
+L_CLIP = ½(L_i→t + L_t→i); book notation page, eq-clip-loss) with a learned temperature (open_clip's
 ``logit_scale``, initialised at log(1/0.07) and clamped at log 100) or a fixed one.
 The training-time fixes of the modality gap are variants of the same trainer
 (:class:`TrainConfig` ``architecture`` / ``loss``; named presets in :mod:`isoclip.training.variants`):
@@ -85,7 +85,8 @@ class TrainConfig:
             run fixes ``temperature=0.1``).
         imsep_alpha, imsep_beta: AlignCLIP's α (CLIP term) and β (IMSep term).
         imsep_modalities: ``"image"``, ``"text"`` or ``"both"``: which intra-modal
-            similarities IMSep separates (AlignCLIP issue #6).
+            similarities IMSep separates (AlignCLIP's paper separates images; its README command
+            sets both ``--separate_image`` and ``--separate_text``).
         imsep_semantics: source of the semantic features; ``"attributes"`` = the shapes and
             colours each caption mentions (:func:`isoclip.data.world.synthetic.caption_attributes`).
     """

@@ -36,7 +36,7 @@ class Variant:
     Attributes:
         name: registry key (used by notebook parameters).
         label: short label for tables and figures.
-        paper: where it comes from (papers.md section).
+        paper: where it comes from (paper and section).
         overrides: :class:`isoclip.training.trainer.TrainConfig` fields that differ from the default.
     """
 
@@ -48,16 +48,17 @@ class Variant:
 
 _ALL = (
     Variant("clip", "CLIP (learned τ)", "Radford et al. 2021; the book's default", {}),
-    Variant("clip-tau-0.01", "CLIP, τ = 0.01", "Liang et al. 2022 (D'); CTG (B)",
-            {"temperature": 0.01}),
-    Variant("clip-tau-0.1", "CLIP, τ = 0.1", "Liang et al. 2022 (D')", {"temperature": 0.1}),
-    Variant("clip-tau-1", "CLIP, τ = 1", "Liang et al. 2022 (D'); CTG (B)", {"temperature": 1.0}),
-    Variant("shared", "SharedCLIP", "AlignCLIP (C)",
+    Variant("clip-tau-0.01", "CLIP, τ = 0.01",
+            "Liang et al. 2022, Sec. 4.2; Cross the Gap, gap experiment", {"temperature": 0.01}),
+    Variant("clip-tau-0.1", "CLIP, τ = 0.1", "Liang et al. 2022, Sec. 4.2", {"temperature": 0.1}),
+    Variant("clip-tau-1", "CLIP, τ = 1",
+            "Liang et al. 2022, Sec. 4.2; Cross the Gap, gap experiment", {"temperature": 1.0}),
+    Variant("shared", "SharedCLIP", "AlignCLIP, shared encoder (align_clip/model.py)",
             {"model": "isoclip-tiny-vit-w96", "architecture": "shared"}),
-    Variant("shared-imsep", "SharedCLIP + IMSep", "AlignCLIP (C)",
+    Variant("shared-imsep", "SharedCLIP + IMSep", "AlignCLIP, IMSep (notation eq-imsep)",
             {"model": "isoclip-tiny-vit-w96", "architecture": "shared", "loss": "imsep"}),
-    Variant("clip-atp-cu", "CLIP + ATP + CU (τ = 0.1)", "Closing the Modality Gap (D)",
-            {"loss": "atp_cu", "temperature": 0.1}),
+    Variant("clip-atp-cu", "CLIP + ATP + CU (τ = 0.1)",
+            "Closing the Modality Gap, ATP + CU losses", {"loss": "atp_cu", "temperature": 0.1}),
 )
 
 #: Every registered variant by name, in table order.
