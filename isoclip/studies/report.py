@@ -104,9 +104,9 @@ class Table:
                 col += span
             out.append("</tr>")
         out.append("</thead><tbody>")
-        for row in self.cells:
+        for cells in self.cells:
             out.append("<tr>")
-            for j, text in enumerate(row):
+            for j, text in enumerate(cells):
                 tag = "th" if j < self.n_index else "td"
                 align = "right" if self.numeric[j] else "left"
                 out.append(f'<{tag} style="{_CELL_STYLE}text-align:{align};">{esc(text)}</{tag}>')
@@ -213,6 +213,7 @@ def format_table(df: pd.DataFrame, *, caption: str,
     else:
         levels = [[_label(c) for c in data.columns]]
     levels = [lv for lv in levels if any(lv)] or [[""] * len(data.columns)]
+    header: list[list[tuple[str, int]]] = []
     index_cols: list[list[str]] = []
     index_names: list[str] = []
     if index:
@@ -222,7 +223,6 @@ def format_table(df: pd.DataFrame, *, caption: str,
         for k, values in enumerate(frames):
             index_cols.append([_index_label(v) for v in values.tolist()])
             index_names.append(_label(idx.names[k]))
-    header: list[list[tuple[str, int]]] = []
     for k, lv in enumerate(levels):
         row: list[tuple[str, int]] = []
         if index_cols:
