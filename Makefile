@@ -15,8 +15,13 @@ REPRO_NOTEBOOKS ?= 05 06
 REPRO_DIR = _build/reproduce-$(PARAMS)
 FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
+# emoji images and names of the emoji model (npm, fetched like MathJax; outside the repository)
+EMOJI_VERSION := 16.0.0
+ISOCLIP_DATA ?= $(or $(ISOCLIP_CACHE),$(HOME)/.cache/isoclip)/data
+EMOJI_STYLES ?= google twitter
+EMOJI_DATA := $(foreach s,$(EMOJI_STYLES),$(ISOCLIP_DATA)/emoji-datasource-$(s)/emoji.json)
 
-.PHONY: help venv test notebooks book check-book ci benchmarks regimes clean clean-cache \
+.PHONY: help venv test notebooks book check-book ci benchmarks regimes clean clean-cache emoji-data \
 	reproduce reproduce-fake lint
 
 help: ## List the targets
@@ -51,7 +56,18 @@ $(MATHJAX):
 	  (cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz) && \
 	  cp $$tmp/package/es5/tex-svg.js $(MATHJAX) && rm -rf $$tmp
 
-notebooks: $(STAMP) ## Execute every notebook with papermill (PARAMS=default)
+# npm package emoji-datasource-<style>: emoji.json (names, categories) and the 64 px PNGs only
+$(ISOCLIP_DATA)/emoji-datasource-%/emoji.json:
+	mkdir -p $(ISOCLIP_DATA) && tmp=$$(mktemp -d) && \
+	  (cd $$tmp && npm pack --silent emoji-datasource-$*@$(EMOJI_VERSION) >/dev/null && \
+	   tar xzf emoji-datasource-$*-$(EMOJI_VERSION).tgz package/emoji.json package/package.json \
+	     package/LICENSE package/README.md package/img/$*/64) && \
+	  rm -rf $(ISOCLIP_DATA)/emoji-datasource-$* && mv $$tmp/package $(ISOCLIP_DATA)/emoji-datasource-$* && \
+	  rm -rf $$tmp
+
+emoji-data: $(EMOJI_DATA) ## Fetch the emoji images and names (npm emoji-datasource-google / -twitter)
+
+notebooks: $(STAMP) $(EMOJI_DATA) ## Execute every notebook with papermill (PARAMS=default)
 	$(PY) -m isoclip.notebooks --params $(PARAMS) --out $(NOTEBOOKS_OUT) $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT))
 
 book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebooks (embedded default)

@@ -82,7 +82,7 @@ def test_suites_expand_in_order_without_repeats() -> None:
     assert (info.facet, info.value, info.relevance, info.fine_grained) == \
         ("colour", "blue", "shape", True)
     assert not embedded_set("synthetic/world").fine_grained
-    assert [s.name for s in embedded_sets("synthetic", world=WORLD)][0] == "synthetic/world"
+    assert next(s.name for s in embedded_sets("synthetic", world=WORLD)) == "synthetic/world"
     assert is_registered("cub2011") and is_registered("synthetic-shapes")
     assert not is_registered("birds")
 
