@@ -73,7 +73,7 @@ def results(tmp_path_factory):
 
 
 def _for(failures, doc):
-    return [f for f in failures if f.startswith(f"{doc}:") or f.startswith(f"{doc} @")]
+    return [f for f in failures if f.startswith((f"{doc}:", f"{doc} @"))]
 
 
 def test_good_page_passes(results):
