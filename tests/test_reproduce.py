@@ -154,8 +154,10 @@ def test_reproduce_book_skeleton(tmp_path: Path) -> None:
     assert reproduce_book.main(str(tmp_path), "fake-vit-b-32", "/data") == 0
     toc = yaml.safe_load((tmp_path / "_toc.yml").read_text())
     assert toc["root"] == "intro"
-    assert [c["file"] for c in toc["chapters"]] == ["executed/05_spectrum",
-                                                     "executed/06_band_analysis"]
+    assert [c["file"] for c in toc["chapters"]] == ["book/notation", "executed/05_spectrum",
+                                                     "executed/06_band_analysis",
+                                                     "book/bibliography"]
+    assert (tmp_path / "book" / "references.bib").is_file()
     cfg = yaml.safe_load((tmp_path / "_config.yml").read_text())
     assert "fake-vit-b-32" in cfg["title"] and cfg["execute"]["execute_notebooks"] == "off"
     static = (ROOT / "_static" / "mathjax").is_dir()
