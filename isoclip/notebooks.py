@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,107 @@ def _write_tmp(nb: Any, path: Path) -> str:
                                  "language": "python"}
     nbformat.write(nb, path)
     return str(path)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a notebook's ``parameters`` cell: name, default (as written) and the
+    comment that explains it."""
+
+    name: str
+    default: str
+    help: str
+
+
+def notebook_parameters(stem: str) -> list[Parameter]:
+    """The parameters a notebook declares in its ``parameters`` cell, in order, read from
+    ``notebooks/<stem>.md`` (``stem``: the notebook's name or its two-digit number)."""
+    import ast
+    import io
+    import tokenize
+
+    import jupytext
+
+    (path,) = notebook_paths([stem])
+    cells = [c for c in jupytext.read(path).cells
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path.name}: expected one cell tagged 'parameters', found {len(cells)}")
+    source = cells[0].source
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    params = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):
+            default = ast.get_source_segment(source, node.value) or ""
+            params.append(Parameter(node.targets[0].id, default,
+                                    comments.get(node.end_lineno or node.lineno, "")))
+    return params
+
+
+@dataclass(frozen=True)
+class RerunBox:
+    """The "Re-run this chapter" box of a chapter: the command and the parameters with their
+    defaults, read from the notebook's own ``parameters`` cell (so it cannot go stale)."""
+
+    stem: str
+    parameters: list[Parameter]
+
+    @property
+    def command(self) -> str:
+        names = {p.name for p in self.parameters}
+        if "model" in names:
+            example = "model=ViT-B-32 pretrained=openai"
+            if "data_root" in names:
+                example += " dataset=cub2011 data_root=/path/to/datasets"
+        else:
+            example = "name=value" if names else ""
+        tail = f" --set {example}" if example else ""
+        return f".venv/bin/python -m isoclip.notebooks --only {self.stem[:2]} --out my_runs{tail}"
+
+    @property
+    def takes_a_model(self) -> bool:
+        return any(p.name == "model" for p in self.parameters)
+
+    def _scope(self) -> str:
+        if self.takes_a_model:
+            return ("This chapter runs on any open_clip model and pretrained tag (parameters "
+                    "<code>model</code>, <code>pretrained</code>): see "
+                    '<a href="../book/reproduce.html">Reproduce on real models</a>.')
+        return ("This chapter runs on the embedded default only: it has no <code>model</code> "
+                "parameter.")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        import pandas as pd
+
+        from isoclip.studies.report import format_table
+
+        rows = pd.DataFrame([(p.name, p.default, p.help) for p in self.parameters],
+                            columns=["parameter", "default", "meaning"])
+        table = format_table(rows, caption="Parameters of this chapter and their defaults "
+                             "(override with --set name=value; values are YAML)", index=False)
+        return ('<div class="admonition tip rerun-box">'
+                '<p class="admonition-title">Re-run this chapter</p>'
+                f'<div class="highlight"><pre>{html.escape(self.command)}</pre></div>'
+                f"<p>{self._scope()} Output: <code>my_runs/{html.escape(self.stem)}.ipynb"
+                "</code>.</p>"
+                f"{table._repr_html_()}</div>")
+
+    def __repr__(self) -> str:
+        lines = ["Re-run this chapter:", f"  {self.command}"]
+        lines += [f"  {p.name} = {p.default}  # {p.help}" for p in self.parameters]
+        return "\n".join(lines)
+
+
+def rerun_box(stem: str) -> RerunBox:
+    """The "Re-run this chapter" box of notebook ``stem`` (name or two-digit number); the
+    last expression of a hidden cell at the top of each chapter."""
+    (path,) = notebook_paths([stem])
+    return RerunBox(path.stem, notebook_parameters(path.stem))
 
 
 def main(argv: list[str] | None = None) -> int:
