@@ -34,6 +34,7 @@ GOOD = """
 <p>A finished sentence with a file that exists: <code>tools/check_book.py</code> and
 notebooks/05_spectrum.md.</p>
 <p>Another one, which names another project's python/download.py and dataset_coco.json.</p>
+<p>A sentence that runs on into an equation,</p><div class="math">x = 1</div><p>and ends.</p>
 <figure><img src="a.png" width="50"><figcaption>Spectra of
 <span class="math">\\(\\Psi_i\\)</span>, first <code>k_top</code> directions.</figcaption></figure>
 <figure><img src="b.png" width="50"><figcaption>Another figure.</figcaption></figure>

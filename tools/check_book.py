@@ -72,8 +72,16 @@ JS_TABLES = """() => {
 JS_PARAGRAPHS = """() => {
   const skip = 'figure, figcaption, table, li, dt, dd, .admonition-title, nav, header, footer,'
              + ' .cell_input, pre, .toctree-wrapper, .bd-sidebar, .prev-next-area';
+  // a sentence may run on into an equation, a list, a code block or a figure; only a paragraph
+  // followed by another paragraph, a heading or nothing must end it
+  const next = p => {
+    let n = p.nextElementSibling;
+    while (n && n.tagName === 'SPAN' && !n.innerText.trim()) n = n.nextElementSibling;
+    return n;
+  };
   return Array.from(document.querySelectorAll('main article p'))
     .filter(p => !p.closest(skip) && p.innerText.trim().length > 0)
+    .filter(p => { const n = next(p); return !n || /^(P|H[1-6]|SECTION)$/.test(n.tagName); })
     .map(p => p.innerText.trim());
 }"""
 JS_CAPTIONS = """() => {
