@@ -97,7 +97,7 @@ regimes: $(STAMP) ## Regime study of chapter 13 (17 tiny models, ~75 min on 2 co
 	$(PY) benchmarks/regime_study.py
 
 clean: ## Remove build products (keeps the model/feature cache)
-	rm -rf _build executed
+	rm -rf _build executed api
 
 clean-cache: ## Remove the isoclip cache (trained models, features)
 	rm -rf $${ISOCLIP_CACHE:-$$HOME/.cache/isoclip}

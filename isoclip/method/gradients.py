@@ -18,6 +18,8 @@ and the symmetric CLIP loss with temperature tau as ``L = (L_i2t + L_t2i) / 2``,
 (``(P - I)/(N tau)`` for ``L_i2t`` alone, ``(Q - I)/(N tau)`` for ``L_t2i`` alone) and, from
 ``dC_it/df_i = Psi g_t / (a_i b_t) - C_it Psi_i f_i / a_i^2``,
 
+::
+
     dL/df_i = sum_t alpha_it Psi g_t     -  s_i  Psi_i f_i / a_i^2
               (alignment term, via Psi)     (normalization term, via Psi_i = W_i^T W_i)
     alpha_it = G_it / (a_i b_t),  s_i = sum_t G_it C_it.

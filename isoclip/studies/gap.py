@@ -289,11 +289,11 @@ def shared_operator_check(P: Any) -> dict[str, float]:
     """What W_i = W_t implies for Ψ = W_iᵀW_t, checked numerically (float64).
 
     Returns:
-        ``w_diff`` max |W_i − W_t|; ``asym`` ‖Ψ − Ψᵀ‖/‖Ψ‖; ``psi_i_diff`` ‖Ψ − Ψ_i‖/‖Ψ‖ and
+        ``w_diff`` max ``|W_i − W_t|``; ``asym`` ‖Ψ − Ψᵀ‖/‖Ψ‖; ``psi_i_diff`` ‖Ψ − Ψ_i‖/‖Ψ‖ and
         ``psi_t_diff`` ‖Ψ − Ψ_t‖/‖Ψ‖; ``min_eig`` the smallest eigenvalue of the symmetric part
         over the largest (≥ −1e-12 for PSD); ``sv_vs_w2`` max relative difference between the
         singular values of Ψ and the squared singular values of W (first r); ``uv_overlap``
-        mean |u_jᵀv_j| over the top-r singular pairs (1 when U = V up to sign); ``rank``
+        mean ``|u_jᵀv_j|`` over the top-r singular pairs (1 when U = V up to sign); ``rank``
         r = min(d_i, d_t, d), the largest possible rank of Ψ.
 
     Raises:

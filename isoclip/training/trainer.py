@@ -11,7 +11,8 @@ The training-time fixes of the modality gap are variants of the same trainer
   (:func:`isoclip.baselines.losses.imsep_loss`) with semantic distances from what each caption
   mentions (:func:`isoclip.data.world.synthetic.caption_attributes`);
 - ``loss="atp_cu"``: ModGap's CLIP + α(t)·L_ATP + β(t)·L_CU (:func:`isoclip.baselines.losses.atp_cu_loss`).
- AdamW, linear warmup then cosine decay,
+
+AdamW, linear warmup then cosine decay,
 weight decay on matrices only (open_clip's convention). Training stops by step count, never
 by wall time, so the same parameters give the same model.
 

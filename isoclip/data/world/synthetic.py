@@ -320,9 +320,9 @@ def _synonym_patterns() -> list[tuple[re.Pattern[str], int]]:
 
 
 def caption_attributes(captions: Sequence[str]) -> np.ndarray:
-    """Which shape and colour each caption mentions: float32 multi-hot [N, |SHAPES|+|COLOURS|].
+    """Which shape and colour each caption mentions: float32 multi-hot [N, S + C].
 
-    Columns are the shapes of :data:`SHAPES` then the colours of :data:`COLOURS` (every
+    Columns are the S shapes of :data:`SHAPES` then the C colours of :data:`COLOURS` (every
     registered one, so the columns do not depend on the world). A synonym counts as a whole
     phrase (longest first, a matched span is consumed), so "square block" is one mention of
     *square* and "leafy green" one of *green*. A full caption has two ones, a partial caption
