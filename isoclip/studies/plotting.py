@@ -205,6 +205,15 @@ def missing_patch(label: str = "not run") -> Patch:
     return Patch(facecolor="white", edgecolor="0.55", hatch="///", label=label)
 
 
+def glue_figure(name: str, fig: Figure) -> None:
+    """Glue ``fig`` under ``name`` (for a ``{glue:figure}`` with a caption) and close it, so
+    the cell does not show it a second time, uncaptioned."""
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- checks
 
 _MATH = re.compile(r"(?<!\\)\$.*?(?<!\\)\$")
