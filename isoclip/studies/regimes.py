@@ -58,6 +58,7 @@ from torch import Tensor
 from isoclip.baselines.whitening import mean_center
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
+from isoclip.data.world.stream import train_stream
 from isoclip.method.bands import Band
 from isoclip.method.operator import SVD, effective_rank, svd
 from isoclip.method.projectors import Projectors, get_projectors
@@ -446,8 +447,9 @@ def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 
     """Train (or load) one model and measure every diagnostic of the regime study.
 
     Args:
-        world_cfg: the synthetic world (its train split trains the model; query/gallery and
-            text splits evaluate it).
+        world_cfg: the synthetic world (its train split, or its stream of fresh pairs when
+            ``train_cfg.data == "stream"``, trains the model; query/gallery and text splits
+            evaluate it).
         train_cfg: the training configuration (cached by :func:`isoclip.training.trainer.load_or_train`).
         stride: step of the band sweep in k_top and k_bottom (2 or 4 keeps it cheap).
         oti: also measure OTI's gain (:func:`oti_gains`, 4 queries per class, cached).
@@ -472,7 +474,8 @@ def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
     world = make_world(world_cfg)
-    trained = load_or_train(world.train, train_cfg, progress=progress, cache=cache)
+    data = train_stream(world_cfg) if train_cfg.data == "stream" else world.train
+    trained = load_or_train(data, train_cfg, progress=progress, cache=cache)
     t0 = time.perf_counter()
     result = _evaluate(trained.bundle, world, stride, oti)
     log = trained.log
@@ -485,6 +488,16 @@ def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 
     }
     out["eval_seconds"] = time.perf_counter() - t0
     return _jsonable(out)
+
+
+def evaluate_bundle(bundle: Any, world: SyntheticWorld, stride: int = 2, oti: bool = True
+                    ) -> dict[str, Any]:
+    """Every diagnostic of :func:`run_regime` for an already trained model (e.g. the weights
+    kept at one step of a run): the keys of :data:`REGIME_KEYS` from ``zero_shot_acc`` on,
+    without the training-log keys."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
+    return _evaluate(bundle, world, stride, oti)
 
 
 #: Sub-domains of the study: name -> position in ``world.classes`` (shape, colour) of the

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from isoclip.baselines.losses import IMSEP_MODALITIES, atp_cu_loss, clip_loss, imsep_loss
 from isoclip.common.cache import cached, stable_hash
 from isoclip.data.base import ImageDataset
+from isoclip.data.world.stream import TrainStream
 from isoclip.models.loading import (
     ModelBundle,
     expected_random_init,
@@ -54,11 +55,13 @@ ARCHITECTURES = ("clip", "shared")
 LOSSES = ("clip", "imsep", "atp_cu")
 #: Sources of IMSep's semantic features (:attr:`TrainConfig.imsep_semantics`).
 IMSEP_SEMANTICS = ("attributes",)
+#: Values of :attr:`TrainConfig.data`.
+DATA_MODES = ("fixed", "stream")
 
 #: Fields added for the variants. Left out of the cache key when at their defaults, so the
 #: default model (and every model trained before they existed) keeps its key and weights.
 VARIANT_FIELDS = ("architecture", "loss", "imsep_alpha", "imsep_beta", "imsep_modalities",
-                  "imsep_semantics")
+                  "imsep_semantics", "data")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class TrainConfig:
             sets both ``--separate_image`` and ``--separate_text``).
         imsep_semantics: source of the semantic features; ``"attributes"`` = the shapes and
             colours each caption mentions (:func:`isoclip.data.world.synthetic.caption_attributes`).
+        data: ``"fixed"`` (default): batches are drawn from one fixed dataset, reshuffled
+            every epoch; ``"stream"``: step ``b`` trains on batch ``b`` of a
+            :class:`isoclip.data.world.stream.TrainStream` (fresh pairs every step, so the
+            distinct pairs seen are ``steps · batch_size``).
     """
 
     model: str = "isoclip-tiny-vit"
@@ -109,6 +116,7 @@ class TrainConfig:
     imsep_beta: float = 0.5
     imsep_modalities: str = "image"
     imsep_semantics: str = "attributes"
+    data: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -119,6 +127,8 @@ class TrainConfig:
         if self.imsep_modalities not in IMSEP_MODALITIES:
             raise ValueError(f"imsep_modalities: expected one of {IMSEP_MODALITIES}, got "
                              f"{self.imsep_modalities!r}")
+        if self.data not in DATA_MODES:
+            raise ValueError(f"data: expected one of {DATA_MODES}, got {self.data!r}")
         if self.imsep_semantics not in IMSEP_SEMANTICS:
             raise ValueError(f"imsep_semantics: expected one of {IMSEP_SEMANTICS}, got "
                              f"{self.imsep_semantics!r}")
@@ -259,22 +269,53 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
+def _check_data(dataset: ImageDataset | TrainStream, cfg: TrainConfig) -> None:
+    want = TrainStream if cfg.data == "stream" else ImageDataset
+    if not isinstance(dataset, want):
+        raise TypeError(f"dataset: TrainConfig(data={cfg.data!r}) trains on a "
+                        f"{want.__name__}, got {type(dataset).__name__}")
+
+
+def _stream_batch(bundle: ModelBundle, stream: TrainStream, step: int, cfg: TrainConfig
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Images [B, 3, H, W], tokens [B, L] and IMSep semantics (or None) of stream batch
+    ``step``."""
+    batch = stream.batch(step, cfg.batch_size)
+    sem = semantic_features(batch, cfg) if cfg.loss == "imsep" else None
+    return dataset_tensor(bundle, batch), bundle.tokenizer(list(batch.captions)), sem
+
+
+def train_clip(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainConfig(),
                progress: bool = True) -> dict[str, Any]:
-    """Train a model of config ``cfg.model`` from scratch on ``dataset`` (images + captions).
+    """Train a model of config ``cfg.model`` from scratch on ``dataset`` (images + captions):
+    a fixed :class:`~isoclip.data.base.ImageDataset` (``cfg.data == "fixed"``) or a
+    :class:`~isoclip.data.world.stream.TrainStream` (``cfg.data == "stream"``).
 
     Returns the cache payload: ``{"state_dict", "checkpoints", "log", "train_seconds"}``.
+
+    Raises:
+        TypeError: ``dataset`` is not of the kind ``cfg.data`` asks for.
     """
+    _check_data(dataset, cfg)
+    if cfg.data == "stream":
+        return _train_loop(dataset, cfg, progress)  # type: ignore[arg-type]
     if dataset.captions is None:
         raise ValueError(f"dataset {dataset.name!r}: training needs captions (captions=None)")
     if len(dataset) < cfg.batch_size:
         raise ValueError(
             f"dataset {dataset.name!r}: {len(dataset)} pairs < batch_size={cfg.batch_size}")
+    return _train_loop(dataset, cfg, progress)
+
+
+def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress: bool
+                ) -> dict[str, Any]:
     bundle = create_model(cfg)
     model = bundle.model.train()
-    images = dataset_tensor(bundle, dataset)
-    tokens = bundle.tokenizer(list(dataset.captions))
-    sem = semantic_features(dataset, cfg) if cfg.loss == "imsep" else None
+    stream = dataset if isinstance(dataset, TrainStream) else None
+    if stream is None:
+        images = dataset_tensor(bundle, dataset)
+        tokens = bundle.tokenizer(list(dataset.captions))
+        sem = semantic_features(dataset, cfg) if cfg.loss == "imsep" else None
     if cfg.temperature is None:
         model.logit_scale.data.fill_(math.log(1.0 / cfg.init_temperature))
     else:
@@ -286,28 +327,33 @@ def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
     save_at = set(cfg.checkpoint_steps())
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     rows: list[dict[str, float]] = []
-    n = len(dataset)
-    perm = torch.randperm(n, generator=gen)
+    n = len(dataset) if stream is None else 0
+    perm = torch.randperm(n, generator=gen) if stream is None else torch.empty(0)
     pos = 0
     t0 = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not progress, desc=f"train {cfg.model}"):
         if step in save_at:
             checkpoints[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if pos + cfg.batch_size > n:  # epoch boundary: reshuffle, drop the remainder
-            perm = torch.randperm(n, generator=gen)
-            pos = 0
-        idx = perm[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
+        if stream is not None:  # fresh pairs: batch `step` of the stream
+            x, t, s_b = _stream_batch(bundle, stream, step, cfg)
+        else:
+            if pos + cfg.batch_size > n:  # epoch boundary: reshuffle, drop the remainder
+                perm = torch.randperm(n, generator=gen)
+                pos = 0
+            idx = perm[pos:pos + cfg.batch_size]
+            pos += cfg.batch_size
+            x, t = images[idx], tokens[idx]
+            s_b = None if sem is None else sem[idx]
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        img = model.encode_image(images[idx])
-        txt = model.encode_text(tokens[idx])
+        img = model.encode_image(x)
+        txt = model.encode_text(t)
         parts: dict[str, torch.Tensor] = {}
         if cfg.loss == "clip":
             loss = clip_loss(img, txt, model.logit_scale.exp())
         elif cfg.loss == "imsep":
-            parts = imsep_loss(img, txt, sem[idx], model.logit_scale.exp(),
+            parts = imsep_loss(img, txt, s_b, model.logit_scale.exp(),
                                alpha=cfg.imsep_alpha, beta=cfg.imsep_beta,
                                modalities=cfg.imsep_modalities)  # type: ignore[arg-type]
             loss = parts.pop("total")
@@ -332,8 +378,10 @@ def train_clip(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(),
             "train_seconds": seconds}
 
 
-def train_key_material(dataset: ImageDataset, cfg: TrainConfig) -> dict[str, Any]:
+def train_key_material(dataset: ImageDataset | TrainStream, cfg: TrainConfig
+                       ) -> dict[str, Any]:
     """Everything that changes the trained weights (the cache key material)."""
+    _check_data(dataset, cfg)
     register_configs()
     return {
         "what": "tiny-clip",
@@ -346,7 +394,7 @@ def train_key_material(dataset: ImageDataset, cfg: TrainConfig) -> dict[str, Any
     }
 
 
-def load_or_train(dataset: ImageDataset, cfg: TrainConfig = TrainConfig(), *,
+def load_or_train(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainConfig(), *,
                   cache: bool = True, progress: bool = True) -> TrainedModel:
     """The model trained on ``dataset`` with ``cfg``: from the cache when present and intact,
     else trained now and cached (atomically)."""
