@@ -15,6 +15,11 @@ fingerprint (weights, config, preprocess, open_clip version), the model's parame
 the data fingerprint (pixels or file path/size/mtime, labels, captions, dataset name), the
 modality, the kind, the torch version and :data:`EXTRACTION_VERSION`. Batch size and device
 are not part of the key (they change the output only at float round-off).
+
+Several processes: under ``torchrun`` (:mod:`isoclip.common.dist`) :func:`image_features` and
+:func:`text_features` are collectives (every rank calls them, in the same order): the batches
+are shared out round-robin, every rank gets the whole matrix back, rank 0 writes the cache
+entry. The result equals the one-process extraction (same batches).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from isoclip.common.cache import cached
+from isoclip.common import dist
 from isoclip.data.base import ImageDataset, TextDataset
 from isoclip.evaluate.classification import class_embeddings
 from isoclip.models.loading import ModelBundle
@@ -105,24 +110,35 @@ def _encoder(modality: Literal["image", "text"], kind: str) -> Callable[[Any, Te
 def _run_batched(bundle: ModelBundle, n: int, batch_size: int, desc: str, progress: bool,
                  make_batch: Callable[[int, int], Tensor],
                  encode: Callable[[Any, Tensor], Tensor]) -> Tensor:
-    """Encode items [0, n) in batches; returns float32 CPU [n, D] (eval mode, no autograd)."""
+    """Encode items [0, n) in batches; returns float32 CPU [n, D] (eval mode, no autograd).
+
+    Under torchrun (:mod:`isoclip.common.dist`) the batches are dealt round-robin to the
+    ranks and gathered back in order on every rank: the same batches as in one process, so
+    the same features (bitwise on CPU at equal thread counts).
+    """
+    if n == 0:
+        raise ValueError(f"{desc}: nothing to encode (0 items)")
     model = bundle.model
     was_training = model.training
     model.eval()
-    out: list[Tensor] = []
+    bounds = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+    mine = dist.shard(len(bounds))
+    out: dict[int, Tensor] = {}
     try:
-        with torch.no_grad(), tqdm(total=n, desc=desc, disable=not progress,
-                                          unit="item", leave=False) as bar:
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
+        with torch.no_grad(), tqdm(total=sum(bounds[k][1] - bounds[k][0] for k in mine),
+                                   desc=desc, disable=not (progress and dist.is_main()),
+                                   unit="item", leave=False) as bar:
+            for k in mine:
+                start, stop = bounds[k]
                 x = make_batch(start, stop).to(bundle.device)
-                out.append(encode(model, x).float().cpu())
+                out[k] = encode(model, x).float().cpu()
                 bar.update(stop - start)
     finally:
         model.train(was_training)
-    if not out:
-        raise ValueError(f"{desc}: nothing to encode (0 items)")
-    return torch.cat(out).contiguous()
+    if dist.is_distributed():
+        for part in dist.all_gather(out):
+            out.update(part)
+    return torch.cat([out[k] for k in range(len(bounds))]).contiguous()
 
 
 def image_features(bundle: ModelBundle, dataset: ImageDataset, kind: FeatureKind = "projected",
@@ -155,7 +171,7 @@ def image_features(bundle: ModelBundle, dataset: ImageDataset, kind: FeatureKind
                             _encoder("image", kind))
 
     material = feature_key_material(bundle, dataset.fingerprint(), dataset.name, "image", kind)
-    return cached("features", material, build, enabled=cache)
+    return dist.cached_collective("features", material, build, enabled=cache)
 
 
 def _as_texts(texts: TextDataset | ImageDataset | Sequence[str]) -> tuple[list[str], str, str]:
@@ -207,7 +223,7 @@ def text_features(bundle: ModelBundle, texts: TextDataset | ImageDataset | Seque
                             progress, make_batch, _encoder("text", kind))
 
     material = feature_key_material(bundle, fingerprint, name, "text", kind)
-    return cached("features", material, build, enabled=cache)
+    return dist.cached_collective("features", material, build, enabled=cache)
 
 
 def zero_shot_weights(bundle: ModelBundle, prompts: Sequence[Sequence[str]], *,
