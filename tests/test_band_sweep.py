@@ -56,17 +56,19 @@ def test_sweep_same_split_and_float32_matches_evaluate() -> None:
         assert row.mAP == pytest.approx(exact, abs=1e-3)
 
 
-def test_ranker_ties_fall_back_to_exact_rule() -> None:
-    from isoclip.evaluate.retrieval import evaluate_scores
-    from isoclip.selection.sweep import _FastRanker
+@pytest.mark.parametrize("same_split", [False, True])
+def test_ranker_with_ties_equals_evaluate_scores(same_split: bool) -> None:
+    from isoclip.evaluate.retrieval import FixedLabelRanker, evaluate_scores
     g = torch.Generator().manual_seed(3)
-    scores = torch.randint(0, 5, (20, 40), generator=g).double() / 4  # many exact ties
+    n_g = 20 if same_split else 40
+    scores = torch.randint(0, 5, (20, n_g), generator=g).double() / 4  # many exact ties
     ql = torch.randint(0, 4, (20,), generator=g)
-    gl = torch.randint(0, 4, (40,), generator=g)
-    got = _FastRanker(ql, gl, False).metrics(scores, ("mAP", "P@R"))
-    ref = evaluate_scores(scores, ql, gl)
-    assert got["mAP"] == pytest.approx(ref["mAP"], abs=1e-9)
-    assert got["P@R"] == pytest.approx(ref["P@R"], abs=1e-9)
+    gl = ql if same_split else torch.randint(0, 4, (n_g,), generator=g)
+    names = ("mAP", "mAP@R", "P@R", "R@1", "P@5")
+    got = FixedLabelRanker(ql, gl, same_split).metrics(scores, names)
+    ref = evaluate_scores(scores, ql, gl, same_split, ks=(1, 5))
+    for n in names:
+        assert got[n] == ref[n], n
 
 
 def test_scorer_is_the_iso_projector_cosine_with_bias() -> None:

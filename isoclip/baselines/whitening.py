@@ -41,11 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from isoclip.common.types import Modality, check_modality
 from isoclip.method.bands import Band, iso_projectors
 from isoclip.method.projectors import Projectors
 
@@ -68,8 +68,6 @@ Transform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 #: Default ridge of :func:`fit_zca`, relative to the mean covariance eigenvalue.
 ZCA_EPS = 1e-5
-
-Modality = Literal["image", "text"]
 
 
 def _check_features(name: str, x: Tensor, dim: int | None = None) -> None:
@@ -213,8 +211,7 @@ def random_band_projectors(P: Projectors, band: Band, seed: int) -> Projectors:
 
 def projected(P: Projectors, modality: Modality) -> Transform:
     """Transform applying the ``modality`` projector of ``P`` (``f @ W.T + b``) to both sets."""
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality: expected 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     project = P.project_image if modality == "image" else P.project_text
     dim = P.d_i if modality == "image" else P.d_t
 

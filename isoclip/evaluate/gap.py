@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from isoclip.common.types import check_modality
 from isoclip.evaluate.retrieval import as_features
 
 __all__ = [
@@ -76,8 +77,7 @@ def shift_rows(z: Any, delta: Tensor, lam: float, side: str) -> Tensor:
 
     Applies the Δ of one paired set to other rows too (query images, class weights).
     """
-    if side not in ("image", "text"):
-        raise ValueError(f"side: expected 'image' or 'text', got {side!r}")
+    check_modality("side", side)
     zn = F.normalize(torch.as_tensor(z).double(), dim=1)
     sign = -1.0 if side == "image" else 1.0
     return F.normalize(zn + sign * lam * torch.as_tensor(delta).double(), dim=1)

@@ -66,9 +66,8 @@ under the precision-recall curve; ``mP@k`` is revisitop's precision at
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -76,12 +75,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from isoclip.common.threads import torch_threads
+
 __all__ = [
     "evaluate",
     "evaluate_cross_modal",
     "evaluate_revisited",
     "evaluate_revisited_scores",
     "evaluate_scores",
+    "FixedLabelRanker",
     "query_metrics",
     "query_metrics_scores",
     "relevant_ranks",
@@ -208,15 +210,20 @@ class Relevance:
         return cols, valid
 
 
-def _count_greater(scores: Tensor, values: Tensor, pool: ThreadPoolExecutor, n_parts: int
-                   ) -> tuple[Tensor, Tensor]:
+def _count_greater(scores: Tensor, values: Tensor, pool: ThreadPoolExecutor | None = None,
+                   n_parts: int = 1) -> tuple[Tensor, Tensor]:
     """Sort each row of ``scores`` [C, G] and count its entries greater than ``values`` [C, R].
 
     numpy's sort (it releases the GIL) and the binary search run on ``n_parts`` blocks of rows
-    in parallel. Returns (rows sorted ascending [C, G], counts [C, R] int64).
+    in parallel on ``pool`` (``pool=None``: in the calling thread). Returns (rows sorted
+    ascending [C, G], counts [C, R] int64).
     """
     out = scores.numpy().copy()
     g = out.shape[1]
+    if pool is None:
+        out.sort(axis=1)
+        srt = torch.from_numpy(out)
+        return srt, g - torch.searchsorted(srt, values, right=True)
     bounds = np.linspace(0, out.shape[0], n_parts + 1).astype(int)
 
     def block(a: int, b: int) -> Tensor:
@@ -279,21 +286,10 @@ def _ranks_chunk(scores: Tensor, cols: Tensor, valid: Tensor, self_cols: Tensor 
     return ranks, r
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch ops single-threaded inside the block (restored on exit).
-
-    The ranking stage is a numpy sort plus many small torch ops; on a busy machine the
-    intra-op thread pool's synchronisation makes those small ops several times slower than
-    one thread (measured: 1.85 s vs 0.7 s for 5k x 5k on 2 shared cores). Matrix products
-    stay outside and use every thread.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+# The ranking stage is a numpy sort plus many small torch ops; on a busy machine the intra-op
+# thread pool's synchronisation makes those small ops several times slower than one thread
+# (measured: 1.85 s vs 0.7 s for 5k x 5k on 2 shared cores), so they run in
+# ``torch_threads(1)``. Matrix products stay outside and use every thread.
 
 
 def _ranks_iter(n_rows: int, chunk: int, relevance: Relevance, same_split: bool,
@@ -309,7 +305,7 @@ def _ranks_iter(n_rows: int, chunk: int, relevance: Relevance, same_split: bool,
             rows = torch.arange(a, min(a + chunk, n_rows))
             self_cols = rows if same_split else None
             scores = score_rows(a, a + len(rows))
-            with _one_torch_thread():
+            with torch_threads(1):
                 cols, valid = relevance.columns(rows, self_cols)
                 out.append(_ranks_chunk(scores, cols, valid, self_cols, relevance.gallery_codes,
                                         relevance.query_codes[rows], count_greater))
@@ -394,7 +390,7 @@ def query_metrics_scores(scores: Tensor, query_labels: Any, gallery_labels: Any,
     """
     ks_t = _check_ks(ks)
     ranks, r = relevant_ranks(scores, query_labels, gallery_labels, same_split, chunk_size)
-    with _one_torch_thread():
+    with torch_threads(1):
         return _metrics_from_ranks(ranks, r, ks_t, same_split, official_map_at_r)
 
 
@@ -425,7 +421,7 @@ def query_metrics(query: Any, gallery: Any, query_labels: Any, gallery_labels: A
     with torch.no_grad():
         parts = _ranks_iter(q, chunk, rel, same_split, lambda a, b: qn[a:b] @ gt)
     ranks, r = _stack_ranks(parts, g)
-    with _one_torch_thread():
+    with torch_threads(1):
         return _metrics_from_ranks(ranks, r, ks_t, same_split, official_map_at_r)
 
 
@@ -482,6 +478,73 @@ def evaluate_scores(scores: Any, query_labels: Any, gallery_labels: Any,
     """:func:`evaluate` on a precomputed similarity matrix ``scores`` [Q, G] (higher = closer)."""
     return _summarise(query_metrics_scores(scores, query_labels, gallery_labels, same_split,
                                            ks, chunk_size, official_map_at_r))
+
+
+class FixedLabelRanker:
+    """Retrieval metrics of many similarity matrices over the same labelled queries and gallery.
+
+    A band sweep scores hundreds of [Q, G] matrices against one labelling. The labels are
+    checked and the relevant gallery columns of every query gathered once; each call then
+    ranks with the core of :func:`query_metrics_scores` (one sort per row, binary search,
+    exact tie rule) and takes the metrics from the same definitions, so its numbers equal
+    :func:`evaluate_scores` on the same scores, ties included. A call runs in the calling
+    thread and never changes torch's thread count, so calls can run in parallel threads
+    (numpy's sort and torch ops release the GIL).
+
+    Args:
+        query_labels: [Q] integer labels; gallery_labels: [G]. Relevant = equal labels.
+        same_split: query i is gallery item i and is removed from its own gallery.
+
+    Raises:
+        ValueError: bad labels, an inconsistent ``same_split``, or no query with a relevant
+            item.
+    """
+
+    def __init__(self, query_labels: Any, gallery_labels: Any, same_split: bool = False) -> None:
+        ql = as_labels("query_labels", query_labels, len(query_labels), "query_labels")
+        gl = as_labels("gallery_labels", gallery_labels, len(gallery_labels), "gallery_labels")
+        _check_same_split(same_split, len(ql), len(gl), ql, gl)
+        self.query_labels, self.gallery_labels, self.same_split = ql, gl, same_split
+        self.relevance = Relevance(ql, gl)
+        rows = torch.arange(len(ql))
+        self.self_cols = rows if same_split else None
+        self.cols, self.valid = self.relevance.columns(rows, self.self_cols)
+        #: [Q] bool: queries with at least one relevant item (the others are skipped)
+        self.has_relevant = self.valid.any(1)
+        if not bool(self.has_relevant.any()):
+            raise ValueError("no query has a relevant item in the gallery: check "
+                             "query_labels / gallery_labels")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(Q, G): the shape of the score matrices this ranker takes."""
+        return len(self.query_labels), len(self.gallery_labels)
+
+    def per_query(self, scores: Tensor, ks: Sequence[int] = (1,)) -> dict[str, Tensor]:
+        """Per-query metrics of ``scores`` [Q, G] (float32 or float64, CPU): name -> float64 [Q]
+        in [0, 1], NaN for queries without a relevant item (as :func:`query_metrics_scores`)."""
+        s = _check_scores("scores", scores)
+        if tuple(s.shape) != self.shape:
+            raise ValueError(f"scores: expected shape {self.shape} (queries x gallery of the "
+                             f"labels), got {tuple(s.shape)}")
+        if s.dtype not in (torch.float32, torch.float64):
+            s = s.to(torch.float32)
+        ranks, r = _ranks_chunk(s, self.cols, self.valid, self.self_cols,
+                                self.relevance.gallery_codes, self.relevance.query_codes,
+                                _count_greater)
+        return _metrics_from_ranks(ranks, r, _check_ks(ks), self.same_split, False)
+
+    def metrics(self, scores: Tensor, names: Sequence[str] = ("mAP",)) -> dict[str, float]:
+        """The metrics ``names`` (``"mAP"``, ``"mAP@R"``, ``"P@R"``, ``"P@k"``, ``"R@k"``) of
+        ``scores`` [Q, G] in percent, averaged over the queries with a relevant item."""
+        ks = sorted({int(n[2:]) for n in names if n[:2] in ("P@", "R@") and n[2:].isdigit()})
+        per_query = self.per_query(scores, ks or (1,))
+        unknown = [n for n in names if n not in per_query]
+        if unknown:
+            raise ValueError(f"names: unknown metrics {unknown}; expected among "
+                             f"{sorted(per_query)}")
+        keep = self.has_relevant
+        return {n: 100.0 * float(per_query[n][keep].mean()) for n in names}
 
 
 def evaluate_cross_modal(image_features: Any, text_features: Any,

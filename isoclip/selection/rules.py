@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from isoclip.common.types import check_modality
 from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
 from isoclip.method.operator import SVD, svd
 from isoclip.method.projectors import Projectors
@@ -101,8 +102,7 @@ def agreement_sweep(P: Projectors, image_preproj: Tensor, text_preproj: Tensor,
     Returns:
         DataFrame with columns ``k_top, k_bottom, kept, agreement`` (in [-1, 1]), grid order.
     """
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     fi, ft = _pair_features(P, image_preproj, text_preproj)
     own = fi if modality == "image" else ft
     target = _offdiag_rows(_cross_target(P, fi, ft, modality))

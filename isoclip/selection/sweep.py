@@ -2,8 +2,9 @@
 SVD of Psi (IsoCLIP Sec. 4, the band heat-maps; book notation page, eq-iso-projectors).
 
 ``sweep_bands`` scores a whole grid of bands on labelled query/gallery features through
-:class:`BandScorer` (coordinates in Psi's singular basis computed once) and a ranker that
-shares the metric definitions of :mod:`isoclip.evaluate.retrieval`; ``naive_band_metrics``
+:class:`BandScorer` (coordinates in Psi's singular basis computed once) and
+:class:`isoclip.evaluate.retrieval.FixedLabelRanker` (the evaluator's own ranking and metric
+code, with the labels prepared once); ``naive_band_metrics``
 is the slow reference (project, normalise, evaluate) the tests compare it with.
 """
 
@@ -12,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from isoclip.common.threads import torch_threads
+from isoclip.common.types import Modality, check_modality
+from isoclip.evaluate.retrieval import FixedLabelRanker
 from isoclip.method.bands import Band, iso_projectors
 from isoclip.method.operator import SVD, svd
 from isoclip.method.projectors import Projectors
@@ -45,10 +48,9 @@ class BandScorer:
     """
 
     def __init__(self, P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
-                 modality: str = "image", dec: SVD | None = None,
+                 modality: Modality = "image", dec: SVD | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
-        if modality not in ("image", "text"):
-            raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
+        check_modality("modality", modality)
         self.dec = svd(P) if dec is None else dec
         self.r = self.dec.r
         self.modality = modality
@@ -99,68 +101,6 @@ class BandScorer:
         return s.to(self.dtype)
 
 
-class _FastRanker:
-    """Per-query metrics from [Q, G] similarities with fixed labels, tuned for many calls.
-
-    Ranks are ``1 + #(gallery items with a larger score)``; rows are sorted with numpy (its
-    SIMD sort) and the relevant scores
-    located by binary search. Exact whenever no relevant item ties with another item; a band
-    with such a tie falls back to :func:`isoclip.evaluate.query_metrics_scores` (ties by
-    gallery index), so the result always equals :func:`evaluate_scores` on the same scores.
-    """
-
-    def __init__(self, query_labels: Tensor, gallery_labels: Tensor, same_split: bool) -> None:
-        from isoclip.evaluate.retrieval import Relevance, as_labels
-        self.ql = torch.as_tensor(np.array(np.asarray(query_labels)))
-        self.gl = torch.as_tensor(np.array(np.asarray(gallery_labels)))
-        ql = as_labels("query_labels", self.ql, len(self.ql), "query")
-        gl = as_labels("gallery_labels", self.gl, len(self.gl), "gallery")
-        self.same_split = same_split
-        if same_split and not torch.equal(ql, gl):
-            raise ValueError("same_split: query and gallery labels must be identical")
-        rel = Relevance(ql, gl)
-        rows = torch.arange(len(ql))
-        self.cols, self.valid = rel.columns(rows, rows if same_split else None)
-        self.R = self.valid.sum(1)
-        self.nonempty = self.R > 0
-        if not bool(self.nonempty.any()):
-            raise ValueError("no query has a relevant item in the gallery")
-
-    def metrics(self, scores: Tensor, names: tuple[str, ...]) -> dict[str, float]:
-        q, g = scores.shape
-        s = scores.clone()
-        if self.same_split:
-            s.fill_diagonal_(-torch.inf)
-        rel = torch.where(self.valid, s.gather(1, self.cols), -torch.inf)
-        rel = torch.sort(rel, dim=1, descending=True).values  # padding last
-        arr = s.numpy()
-        arr.sort(axis=1)
-        srt = torch.from_numpy(arr)
-        n_gt = g - torch.searchsorted(srt, rel, right=True)
-        n_ge = g - torch.searchsorted(srt, rel, right=False)
-        if bool(((n_ge - n_gt != 1) & self.valid).any()):  # a tie: exact slow path
-            from isoclip.evaluate.retrieval import query_metrics_scores  # noqa: PLC0415
-            pq = query_metrics_scores(scores, self.ql, self.gl, self.same_split)
-            return {n: 100.0 * float(pq[n][self.nonempty].mean()) for n in names}
-        R = self.R.clamp_min(1).to(torch.float64)
-        i = torch.arange(1, rel.shape[1] + 1, dtype=torch.float64)[None, :]
-        rank = (n_gt + 1).to(torch.float64)
-        keep = i <= self.R[:, None]
-        prec = torch.where(keep, i / rank, 0.0)
-        out: dict[str, float] = {}
-        for n in names:
-            if n == "mAP":
-                v = prec.sum(1) / R
-            elif n == "mAP@R":
-                v = torch.where(rank <= self.R[:, None], prec, 0.0).sum(1) / R
-            elif n == "P@R":
-                v = (keep & (rank <= self.R[:, None])).sum(1) / R
-            else:  # R@1
-                v = (rank[:, 0] == 1).to(torch.float64)
-            out[n] = 100.0 * float(v[self.nonempty].mean())
-        return out
-
-
 def grid_bands(r: int, k_top_values: Iterable[int] | None = None,
                k_bottom_values: Iterable[int] | None = None) -> list[Band]:
     """The valid bands of a ``(k_top, k_bottom)`` grid (default ``range(r)`` each), skipping
@@ -171,7 +111,7 @@ def grid_bands(r: int, k_top_values: Iterable[int] | None = None,
 
 
 def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
-                query_labels: Tensor, gallery_labels: Tensor, modality: str = "image",
+                query_labels: Tensor, gallery_labels: Tensor, modality: Modality = "image",
                 k_top_values: Iterable[int] | None = None,
                 k_bottom_values: Iterable[int] | None = None, same_split: bool = False,
                 metric: str | Sequence[str] = "mAP", dec: SVD | None = None,
@@ -179,8 +119,9 @@ def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
     """Intra-modal retrieval metrics of every band ``(k_top, k_bottom)`` of a grid.
 
     Equals, band by band, ``evaluate`` of ``iso_projectors(P, band)``-projected features (the
-    naive path), but projects the features once (:class:`BandScorer`) and ranks with a lean
-    mAP-only ranker; see ``benchmarks/band_sweep.py`` for the speed-up.
+    naive path), but projects the features once (:class:`BandScorer`) and ranks every band
+    with one :class:`~isoclip.evaluate.retrieval.FixedLabelRanker`, bands in parallel threads;
+    see ``benchmarks/band_sweep.py`` for the speed-up.
 
     Args:
         P: projectors. modality: ``"image"`` (query/gallery are image features, W_i, U) or
@@ -206,8 +147,8 @@ def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
         raise ValueError(f"metric must be among {_SWEEP_METRICS}, got {metric!r}")
     scorer = BandScorer(P, query_preproj, gallery_preproj, modality, dec, dtype)
     r = scorer.r
-    ranker = _FastRanker(query_labels, gallery_labels, same_split)
-    if len(ranker.ql) != scorer.cq.shape[0] or len(ranker.gl) != scorer.cg.shape[0]:
+    ranker = FixedLabelRanker(query_labels, gallery_labels, same_split)
+    if ranker.shape != (scorer.cq.shape[0], scorer.cg.shape[0]):
         raise ValueError("labels must have one entry per query / gallery row")
     bands = grid_bands(r, k_top_values, k_bottom_values)
 
@@ -218,12 +159,8 @@ def sweep_bands(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
     # many small tensor ops: one torch thread each, bands in parallel (torch and numpy's sort
     # release the GIL); measured ~3x faster than intra-op threads on 2 busy cores
     n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad(), ThreadPoolExecutor(n_threads) as pool:
-            rows = list(pool.map(run, bands))
-    finally:
-        torch.set_num_threads(n_threads)
+    with torch_threads(1), torch.no_grad(), ThreadPoolExecutor(n_threads) as pool:
+        rows = list(pool.map(run, bands))
     return pd.DataFrame(rows, columns=["k_top", "k_bottom", "kept", *names])
 
 
@@ -235,7 +172,7 @@ def best_band(sweep: pd.DataFrame, metric: str = "mAP") -> Band:
 
 def naive_band_metrics(P: Projectors, query_preproj: Tensor, gallery_preproj: Tensor,
                        query_labels: Tensor, gallery_labels: Tensor, band: Band,
-                       modality: str = "image", same_split: bool = False,
+                       modality: Modality = "image", same_split: bool = False,
                        dec: SVD | None = None, exact: bool = True) -> dict[str, float]:
     """Reference path for one band: ``iso_projectors`` + project + evaluate.
 

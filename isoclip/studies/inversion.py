@@ -39,11 +39,10 @@ and the torch version.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import inspect
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +53,7 @@ from torch import Tensor
 
 from isoclip.baselines import inversion
 from isoclip.common.cache import cached
+from isoclip.common.threads import torch_threads
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import evaluate_zero_shot
 from isoclip.evaluate.retrieval import evaluate, query_metrics
@@ -121,17 +121,6 @@ class Inverted:
 
 # ---------------------------------------------------------------------------------------------
 # cached inversion
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
 
 def _tensor_sha256(x: Tensor) -> str:
     x = x.detach().to("cpu", torch.float32).contiguous()
@@ -272,7 +261,7 @@ def _run_inversion(bundle: ModelBundle, targets: Tensor, hp: dict[str, Any],
     weighted = torch.zeros(hp["steps"], dtype=torch.float64)
     start = time.perf_counter()
     try:
-        with _threads(num_threads):
+        with torch_threads(num_threads):
             for k, a in enumerate(range(0, x.shape[0], hp["batch_size"])):
                 chunk = x[a:a + hp["batch_size"]]
                 common = dict(steps=hp["steps"], lr=hp["lr"], weight_decay=hp["weight_decay"],

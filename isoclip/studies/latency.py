@@ -55,6 +55,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from isoclip.baselines.inversion import OTI_STEPS, OVI_NUM_PSEUDO_PATCHES, OVI_STEPS, oti, ovi
+from isoclip.common.threads import torch_threads
 from isoclip.method.bands import Band, iso_projectors
 from isoclip.method.projectors import encode_image_preproj, encode_text_preproj, get_projectors
 from isoclip.models.loading import ModelBundle
@@ -172,19 +173,13 @@ def measure_latency(
         _check_count(name, value, minimum)
     if num_threads is not None:
         _check_count("num_threads", num_threads, 1)
-    previous_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads) as threads:
         jobs = _jobs(bundle, gallery_size=gallery_size, repeats=repeats,
                      inversion_repeats=inversion_repeats, oti_steps=oti_steps,
                      ovi_steps=ovi_steps, num_pseudo_patches=num_pseudo_patches,
                      image_band=image_band, text_band=text_band, image=image, caption=caption,
                      seed=seed)
         rows = _run(jobs, warmup, bundle.device, seed, progress)
-        threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
     df = pd.DataFrame(rows, columns=["method", "query", "steps", "repeat", "seconds"])
     meta = {"model": bundle.name, "pretrained": bundle.pretrained or "random-init",
             "device": str(bundle.device), "threads": threads, "gallery_size": gallery_size}

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from isoclip.baselines.whitening import mean_center
+from isoclip.common.types import check_modality
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 from isoclip.data.world.stream import train_stream
@@ -369,8 +370,7 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
     """
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality: expected 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     if len(query) < 2:
         raise ValueError(f"query: expected at least 2 queries (held-out oracle), got "
                          f"{len(query)}")
@@ -731,8 +731,7 @@ def direction_factor_share(P: Projectors, features: Tensor, factors: Mapping[str
     Raises:
         ValueError: bad modality, or a factor without one entry per row.
     """
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality: expected 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     dec = svd(P) if dec is None else dec
     B = dec.U if modality == "image" else dec.V
     c = torch.as_tensor(features).double() @ B  # [N, r]
