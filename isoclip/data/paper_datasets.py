@@ -27,9 +27,9 @@ from typing import Any, Literal, Union
 import numpy as np
 from PIL import Image
 
+from isoclip.common.types import Modality
 from isoclip.data.base import ImageDataset, TextDataset
 
-Modality = Literal["image", "text"]
 Layout = Literal["cub", "revisited", "coop_split", "fgvc_aircraft", "coco_karpathy",
                  "flickr30k_csv", "nocaps_json"]
 SplitData = Union[ImageDataset, TextDataset]

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from isoclip.common.types import check_modality
 from isoclip.data.base import ImageDataset, TextDataset
 from isoclip.data.paper_datasets import Modality, RetrievalData
 from isoclip.data.world.config import WorldConfig
@@ -238,8 +239,7 @@ def load_embedded_set(name: str, modality: Modality = "image", *,
     Raises:
         ValueError: a suite name (expand it first), an unknown set, or a bad ``modality``.
     """
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality: expected 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     if name in SUITES:
         raise ValueError(f"dataset {name!r} is a suite of several sets; expand it with "
                          "expand_datasets() and load each set")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from isoclip.common.types import check_modality
 from isoclip.data.registry import RetrievalData
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
@@ -89,8 +90,7 @@ def resolve_retrieval(dataset: str = "embedded", data_root: Any = None,
     """
     from isoclip.data.registry import load_dataset
 
-    if modality not in ("image", "text"):
-        raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
+    check_modality("modality", modality)
     if dataset == "embedded":
         return replace(load_dataset("synthetic/world", modality, world=world),  # type: ignore[arg-type]
                        name="embedded", calibration=None)
