@@ -1,5 +1,6 @@
 """What IsoCLIP is compared with: modality inversion (OTI / OVI of Cross the Gap,
-:mod:`.inversion`), training-free feature transforms (whitening, mean-centring,
+:mod:`.inversion`; many targets in resumable batches, sharded over torchrun ranks:
+:mod:`.inversion_runner`), training-free feature transforms (whitening, mean-centring,
 pre-projection, random bands: :mod:`.whitening`) and the training-time losses (CLIP, IMSep,
 ATP, CU: :mod:`.losses`).
 

@@ -27,10 +27,14 @@ PyTorch's intra-op threads oversubscribe the cores and slow them down by an orde
 so :func:`invert` runs with ``num_threads`` (default 1) threads and restores the setting.
 Results depend on the thread count only at float round-off.
 
-Cache (:func:`isoclip.common.cache.cached`, kind ``"inversions"``): the key holds the model
+Cache (:mod:`isoclip.baselines.inversion_runner`: kind ``"inversions"`` for a finished run,
+``"inversion_batches"`` for the chunks of a run in progress, so an interrupted run resumes at
+the chunk it was computing; under ``torchrun`` the chunks are shared out over the ranks): the
+key (:func:`inversion_key_material`) holds the model
 fingerprint, the sha256 of the target features (which fixes the data), every inversion
 hyper-parameter (method, steps, lr, weight decay, init std, seed, R or P, template,
-placeholder, batch size, snapshot steps), :data:`INVERSION_EVAL_VERSION`, the sha256 of the
+placeholder, batch size, snapshot steps), :data:`INVERSION_EVAL_VERSION` (the version of the
+chunked driver), the sha256 of the
 code of :mod:`isoclip.baselines.inversion` without docstrings and comments
 (:func:`code_fingerprint`: any change to the optimisation invalidates the entries)
 and the torch version.
@@ -41,8 +45,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,8 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from isoclip.baselines import inversion
-from isoclip.common.cache import cached
-from isoclip.common.threads import torch_threads
+from isoclip.baselines.inversion_runner import run_inversion
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import evaluate_zero_shot
 from isoclip.evaluate.retrieval import evaluate, query_metrics
@@ -115,8 +117,6 @@ class Inverted:
     hparams: dict[str, Any]
     build_seconds: float
     from_cache: bool = field(default=False)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +202,15 @@ def invert(
     num_threads: int | None = 1,
     cache: bool = True,
     progress: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Inverted:
-    """OTI or OVI of every row of ``targets``, in chunks, cached on disk.
+    """OTI or OVI of every row of ``targets``, in chunks, cached on disk, resumable.
+
+    The run goes through :func:`isoclip.baselines.inversion_runner.run_inversion`: every
+    finished chunk is cached on its own, so an interrupted call resumes where it stopped; the
+    merged result is cached under :func:`inversion_key_material`; under ``torchrun`` the
+    chunks are shared out over the ranks (a collective: call it on every rank) and the
+    result equals the one-process run.
 
     Args:
         bundle: the model (its ``model`` is put in eval mode for the run, then restored).
@@ -220,8 +227,9 @@ def invert(
         template, placeholder: OTI's template and placeholder (ignored by OVI).
         batch_size: targets optimised jointly per chunk.
         num_threads: torch intra-op threads during the run (None: leave as is).
-        cache: read/write the on-disk cache.
-        progress: tqdm bars of the optimisation.
+        cache: read/write the on-disk cache (merged result and finished chunks).
+        progress: a tqdm bar over the queries with the ETA.
+        on_batch: called with the chunk index after each chunk computed (and cached).
 
     Returns:
         :class:`Inverted`.
@@ -237,54 +245,14 @@ def invert(
     bad = [k for k in hp["snapshot_steps"] if not 0 <= k <= hp["steps"]]
     if bad:
         raise ValueError(f"snapshot_steps: {bad} outside [0, steps={hp['steps']}]")
-    built: list[bool] = []
-
-    def build() -> dict[str, Any]:
-        built.append(True)
-        return _run_inversion(bundle, targets, hp, num_threads, progress)
-
-    payload = cached("inversions", inversion_key_material(bundle, targets, hp), build,
-                     enabled=cache)
+    run = run_inversion(bundle.model, bundle.tokenizer,
+                        targets.detach().to(bundle.device, torch.float32), hp,
+                        inversion_key_material(bundle, targets, hp), num_threads=num_threads,
+                        cache=cache, progress=progress, on_batch=on_batch)
+    payload = run.payload
     return Inverted(method=method, features=payload["features"], snapshots=payload["snapshots"],
                     losses=payload["losses"], final_cos=payload["final_cos"], hparams=hp,
-                    build_seconds=float(payload["seconds"]), from_cache=not built)
-
-
-def _run_inversion(bundle: ModelBundle, targets: Tensor, hp: dict[str, Any],
-                   num_threads: int | None, progress: bool) -> dict[str, Any]:
-    model = bundle.model
-    was_training = model.training
-    model.eval()
-    x = targets.detach().to(bundle.device, torch.float32)
-    feats: list[Tensor] = []
-    snaps: dict[int, list[Tensor]] = {k: [] for k in hp["snapshot_steps"]}
-    weighted = torch.zeros(hp["steps"], dtype=torch.float64)
-    start = time.perf_counter()
-    try:
-        with torch_threads(num_threads):
-            for k, a in enumerate(range(0, x.shape[0], hp["batch_size"])):
-                chunk = x[a:a + hp["batch_size"]]
-                common = dict(steps=hp["steps"], lr=hp["lr"], weight_decay=hp["weight_decay"],
-                              init_std=hp["init_std"], seed=hp["seed"] + k,
-                              snapshot_steps=hp["snapshot_steps"], progress=progress)
-                if hp["method"] == "OTI":
-                    res = inversion.oti(model, bundle.tokenizer, chunk,
-                                        template=hp["template"], placeholder=hp["placeholder"],
-                                        num_pseudo_tokens=hp["num_pseudo"], **common)
-                else:
-                    res = inversion.ovi(model, chunk, num_pseudo_patches=hp["num_pseudo"],
-                                        **common)
-                feats.append(res.features.detach().float().cpu())
-                for s in snaps:
-                    snaps[s].append(res.snapshots[s].detach().float().cpu())
-                weighted += res.losses.detach().double().cpu() * chunk.shape[0]
-    finally:
-        model.train(was_training)
-    seconds = time.perf_counter() - start
-    features = torch.cat(feats)
-    final_cos = F.cosine_similarity(features, targets.detach().float().cpu(), dim=-1)
-    return {"features": features, "snapshots": {s: torch.cat(v) for s, v in snaps.items()},
-            "losses": weighted / x.shape[0], "final_cos": final_cos, "seconds": seconds}
+                    build_seconds=float(payload["seconds"]), from_cache=run.from_cache)
 
 
 def snapshot_curve(inv: Inverted, targets: Tensor, gallery: Tensor, query_labels: Any,
