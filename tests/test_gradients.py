@@ -9,7 +9,7 @@ import torch
 from open_clip.loss import ClipLoss
 
 from isoclip.method.gradients import (
-    clip_loss,
+    clip_loss_from_projectors,
     cosine_decomposition,
     feature_gradients,
     gradient_term_norms,
@@ -41,10 +41,10 @@ def batch(N: int = 7, d: int = 6, d_i: int = 9, d_t: int = 8,
 
 def autograd(P: Projectors, f: torch.Tensor, g: torch.Tensor, tau: float,
              direction: str) -> tuple[torch.Tensor, ...]:
-    """Autograd's gradients of :func:`clip_loss` w.r.t. (f, g, W_i, W_t)."""
+    """Autograd's gradients of :func:`clip_loss_from_projectors` w.r.t. (f, g, W_i, W_t)."""
     leaves = [t.clone().requires_grad_(True) for t in (f, g, P.W_i, P.W_t)]
     f_, g_, W_i, W_t = leaves
-    loss = clip_loss(Projectors(W_i, W_t), f_, g_, tau, direction)
+    loss = clip_loss_from_projectors(Projectors(W_i, W_t), f_, g_, tau, direction)
     return torch.autograd.grad(loss, leaves)
 
 
@@ -116,7 +116,7 @@ def test_clip_loss_matches_open_clip() -> None:
     u = torch.nn.functional.normalize(P.project_image(f), dim=-1)
     v = torch.nn.functional.normalize(P.project_text(g), dim=-1)
     ref = ClipLoss()(u, v, logit_scale=torch.tensor(1 / 0.07, dtype=torch.float64))
-    torch.testing.assert_close(clip_loss(P, f, g, 0.07), ref)
+    torch.testing.assert_close(clip_loss_from_projectors(P, f, g, 0.07), ref)
 
 
 def test_on_the_tiny_model() -> None:
@@ -133,7 +133,7 @@ def test_on_the_tiny_model() -> None:
         u, v, scale = model(images, tokens)
     P = get_projectors(model)
     tau = 1 / scale.item()
-    torch.testing.assert_close(clip_loss(P, f, g, tau), ClipLoss()(u, v, scale))
+    torch.testing.assert_close(clip_loss_from_projectors(P, f, g, tau), ClipLoss()(u, v, scale))
     P64, f64, g64 = P.double(), f.double(), g.double()
     df, dg, dWi, dWt = autograd(P64, f64, g64, tau, "symmetric")
     fg = feature_gradients(P64, f64, g64, tau)
@@ -166,4 +166,4 @@ def test_input_checks() -> None:
     with pytest.raises(ValueError, match=r"\[N, 9\]"):
         cosine_decomposition(P, g, g)
     with pytest.raises(ValueError, match="direction"):
-        clip_loss(P, f, g, 0.1, "both")  # type: ignore[arg-type]
+        clip_loss_from_projectors(P, f, g, 0.1, "both")  # type: ignore[arg-type]

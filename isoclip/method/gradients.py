@@ -57,7 +57,7 @@ __all__ = [
     "Direction",
     "CosineDecomposition",
     "cosine_decomposition",
-    "clip_loss",
+    "clip_loss_from_projectors",
     "FeatureGradients",
     "feature_gradients",
     "WeightGradients",
@@ -115,13 +115,17 @@ def cosine_decomposition(P: Projectors, f: Tensor, g: Tensor) -> CosineDecomposi
     )
 
 
-def clip_loss(P: Projectors, f: Tensor, g: Tensor, tau: float,
-              direction: Direction = "symmetric") -> Tensor:
-    """CLIP InfoNCE loss of N paired features (``f[k]`` matches ``g[k]``), like ``ClipLoss``.
+def clip_loss_from_projectors(P: Projectors, f: Tensor, g: Tensor, tau: float,
+                              direction: Direction = "symmetric") -> Tensor:
+    """CLIP InfoNCE loss of N paired *pre-projection* features (``f[k]`` matches ``g[k]``)
+    through the projectors ``P``, like open_clip's ``ClipLoss``.
 
     ``logits = cos(W_i f + b_i, W_t g + b_t) / tau``; ``image_to_text`` = mean cross-entropy
     over rows, ``text_to_image`` over columns, ``symmetric`` = their average. Differentiable
-    (autograd) in f, g and the projector tensors; computed in their dtype.
+    (autograd) in f, g and the projector tensors; computed in their dtype. The training loss
+    on already projected embeddings is :func:`isoclip.baselines.losses.clip_loss`; this one
+    exposes the projectors, whose gradients :func:`feature_gradients` and
+    :func:`weight_gradients` split.
     """
     u = F.normalize(P.project_image(f), dim=-1)
     v = F.normalize(P.project_text(g), dim=-1)
@@ -210,7 +214,8 @@ def feature_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
 
     Implements the poster's gradient ``dL_i2t/df_i ~ alpha Psi g_t - s Psi_i f_i/|W_i f_i|^2`` with
     the exact coefficients derived in the module docstring, extended to the symmetric loss (notation
-    page, eq-grad-features). The terms sum to autograd's gradient of :func:`clip_loss`.
+    page, eq-grad-features). The terms sum to autograd's gradient of
+    :func:`clip_loss_from_projectors`.
 
     Args:
         P: bias-free projectors.
@@ -247,8 +252,8 @@ def weight_gradients(P: Projectors, f: Tensor, g: Tensor, tau: float,
     """``dL/dW_i`` and ``dL/dW_t`` split into alignment and normalization (radial) terms.
 
     From ``dcos/dW_i = (v_hat - cos u_hat) f^T / |u|`` (notation page, eq-grad-weights; the paper's
-    own dL/dW was not checked). The terms sum to autograd's gradient of :func:`clip_loss`. Arguments
-    as in :func:`feature_gradients`.
+    own dL/dW was not checked). The terms sum to autograd's gradient of
+    :func:`clip_loss_from_projectors`. Arguments as in :func:`feature_gradients`.
     """
     c = _coefficients(P, f, g, tau, direction)
     f, g = f.double(), g.double()
