@@ -75,7 +75,20 @@ def _chapter_figures() -> dict[str, plt.Figure]:
         "regime gains": plotting.regime_gains(runs),
         "regime diagnostics": plotting.regime_diagnostics(runs),
         "direction shares": plotting.direction_shares(shares, ("shape", "colour"), k_top=3),
+        "band regions": plotting.band_regions_figure(*_regions(), {"image": "image→image",
+                                                                   "text": "text→text"}),
     }
+
+
+def _regions() -> tuple[pd.DataFrame, dict]:
+    rng = np.random.default_rng(0)
+    rows, samples = [], {}
+    for mod in ("image", "text"):
+        for region, kept in (("top", 4), ("middle", 20), ("bottom", 8)):
+            rows.append(dict(modality=mod, region=region, kept=kept, overlap=rng.random(),
+                             mAP=100 * rng.random()))
+            samples[(mod, region)] = tuple(rng.normal(size=50) for _ in range(3))
+    return pd.DataFrame(rows), samples
 
 
 def test_chapter_figures_meet_the_standard():

@@ -280,21 +280,21 @@ def figure_problems(fig: Figure, container_px: float = PAGE_WIDTH_PX,
 # --------------------------------------------------------------------------- shared figures
 
 def sample_grid(dataset: ImageDataset, per_class: int = 1, max_classes: int = 24,
-                ncols: int = 8, caption_width: int = 22, seed: int = 0) -> Figure:
-    """A grid of images with their captions (one random sample per class, seeded)."""
+                ncols: int = 6, caption_width: int = 16, seed: int = 0) -> Figure:
+    """A grid of images with their captions (one random sample per class, seeded), page wide
+    with captions at 9 pt."""
     rng = np.random.default_rng(seed)
     classes = np.unique(dataset.labels)[:max_classes]
     picks = [int(rng.choice(np.flatnonzero(dataset.labels == c)))
              for c in classes for _ in range(per_class)]
     nrows = int(np.ceil(len(picks) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.75 * nrows))
-    for ax in np.atleast_1d(axes).ravel():
+    fig, axes = page_figure(nrows, ncols, height=1.75 * nrows, squeeze=False)
+    for ax in axes.ravel():
         ax.axis("off")
-    for ax, i in zip(np.atleast_1d(axes).ravel(), picks):
+    for ax, i in zip(axes.ravel(), picks):
         ax.imshow(dataset.image(i), interpolation="nearest")
         text = dataset.captions[i] if dataset.captions else dataset.class_names[dataset.labels[i]]
-        ax.set_title(_wrap(text, caption_width), fontsize=6.5)
-    fig.tight_layout()
+        ax.set_title(_wrap(text, caption_width), fontsize=9)
     return fig
 
 
@@ -312,13 +312,14 @@ def _wrap(text: str, width: int) -> str:
 
 def training_curves(log: pd.DataFrame, smooth: int = 5) -> Figure:
     """Loss and temperature against step from a training log (columns step, loss, temperature)."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.0))
-    a.plot(log["step"], log["loss"], alpha=0.35, color="C0")
-    a.plot(log["step"], log["loss"].rolling(smooth, min_periods=1).mean(), color="C0")
+    fig, (a, b) = page_figure(1, 2, aspect=0.36)
+    a.plot(log["step"], log["loss"], alpha=0.35, color="C0", label="per step")
+    a.plot(log["step"], log["loss"].rolling(smooth, min_periods=1).mean(), color="C0",
+           label=f"mean of {smooth} steps")
     a.set(xlabel="step", ylabel="CLIP loss", title="training loss")
     b.plot(log["step"], log["temperature"], color="C1")
-    b.set(xlabel="step", ylabel="τ", title="temperature", yscale="log")
-    fig.tight_layout()
+    b.set(xlabel="step", ylabel=r"$\tau$", title=r"temperature $\tau$", yscale="log")
+    legend_below(fig, ax=a)
     return fig
 
 
@@ -422,29 +423,37 @@ def band_grid_figure(grids: Mapping[str, pd.DataFrame], choices: Mapping[str, pd
 
 def relative_gain_figure(panels: Mapping[str, pd.DataFrame], colours: Mapping[str, str]
                          ) -> Figure:
-    """Horizontal bars of gains over CLIP, one panel per task (stacked), coloured by method
-    with a legend; this run's bars hatched.
+    """Horizontal bars of gains over CLIP, one panel per task (stacked): one row per label,
+    one bar per method in that row (side by side, coloured by method, with a legend); this
+    run's bars hatched.
 
     Args:
-        panels: task title → rows with columns ``label`` (the bar's name), ``method`` (a key
+        panels: task title → rows with columns ``label`` (the row's name), ``method`` (a key
             of ``colours``), ``gain`` (percent of CLIP's mAP) and ``ours`` (bool: this run).
-        colours: method → colour, one legend entry each.
+        colours: method → colour, one legend entry each, in bar order.
     """
-    sizes = [len(p) for p in panels.values()]
-    fig, axes = page_figure(len(panels), 1, height=0.24 * sum(sizes) + 1.3 * len(panels),
+    labels = {t: list(dict.fromkeys(p["label"])) for t, p in panels.items()}
+    sizes = [len(v) for v in labels.values()]
+    fig, axes = page_figure(len(panels), 1, height=0.3 * sum(sizes) + 1.1 * len(panels),
                             gridspec_kw={"height_ratios": sizes}, sharex=True)
     axes = np.atleast_1d(axes)
+    n = len(colours)
+    height = 0.8 / n
     for ax, (title, p) in zip(axes, panels.items()):
-        y = np.arange(len(p))
-        bars = ax.barh(y, p["gain"].astype(float), color=[colours[m] for m in p["method"]],
-                       edgecolor=["black" if o else "none" for o in p["ours"]],
-                       hatch=None, height=0.7)
-        for b, ours in zip(bars, p["ours"]):
-            if ours:
-                b.set_hatch("///")
+        y_of = {lab: i for i, lab in enumerate(labels[title])}
+        for k, (method, colour) in enumerate(colours.items()):
+            d = p[p["method"] == method]
+            if d.empty:
+                continue
+            y = np.array([y_of[lab] for lab in d["label"]]) - 0.4 + (k + 0.5) * height
+            bars = ax.barh(y, d["gain"].astype(float), height=height, color=colour,
+                           edgecolor=["black" if o else "none" for o in d["ours"]])
+            for b, ours in zip(bars, d["ours"]):
+                if ours:
+                    b.set_hatch("///")
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, list(p["label"]))
-        ax.invert_yaxis()
+        ax.set_yticks(range(len(labels[title])), labels[title])
+        ax.set_ylim(len(labels[title]) - 0.5, -0.5)
         ax.set_title(title, loc="left")
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel("gain over CLIP (% of CLIP's mAP)")
@@ -576,4 +585,46 @@ def direction_shares(shares: pd.DataFrame, factors: Sequence[str],
     ax.set(xlabel=r"singular direction $j$ of $\Psi$ (by decreasing $\sigma_j$)",
            ylabel=r"share of variance / $\sigma_j/\sigma_1$", ylim=(0, 1.03))
     legend_below(fig, ax=ax, ncol=4)
+    return fig
+
+
+def band_regions_figure(table: pd.DataFrame,
+                        samples: Mapping[tuple[str, str], tuple[Any, Any, Any]],
+                        titles: Mapping[str, str], *, bins: int = 60) -> Figure:
+    """IsoCLIP's band figure, one row per task: histograms of all similarities per region,
+    of the positive (solid) and negative (dotted) pairs, and the mAP per region with the
+    overlap of the two histograms.
+
+    Args:
+        table: :class:`isoclip.studies.band_study.RegionStudy` table (modality, region, kept,
+            overlap, mAP). samples: its (modality, region) → (all, positive, negative) cosines.
+        titles: modality → task title, in row order.
+    """
+    fig, axes = page_figure(len(titles), 3, height=2.45 * len(titles) + 0.5, squeeze=False)
+    for row, (mod, title) in enumerate(titles.items()):
+        d = table[table["modality"] == mod]
+        for rec in d.itertuples(index=False):
+            s_all, pos, neg = samples[(mod, rec.region)]
+            c = BAND_COLOURS[rec.region]
+            axes[row, 0].hist(s_all, bins=bins, density=True, histtype="step", color=c, lw=1.3)
+            axes[row, 1].hist(pos, bins=bins, density=True, histtype="step", color=c, lw=1.3)
+            axes[row, 1].hist(neg, bins=bins, density=True, histtype="step", color=c, lw=1.3,
+                              ls=":")
+        axes[row, 0].set(xlabel="cosine", ylabel=f"{title}\ndensity")
+        axes[row, 1].set(xlabel="cosine")
+        ax = axes[row, 2]
+        ax.bar(d["region"], d["mAP"], color=[BAND_COLOURS[n] for n in d["region"]])
+        for x, (m, o) in enumerate(zip(d["mAP"], d["overlap"])):
+            ax.text(x, m, f"{m:.1f}\nov {o:.2f}", ha="center", va="bottom", fontsize=9)
+        ax.set(ylabel="mAP (%)", ylim=(0, 1.35 * max(float(d["mAP"].max()), 1e-9)))
+        ax.grid(axis="x", visible=False)
+        if row == 0:
+            for a, t in zip(axes[0], ("all pairs", "positive / negative pairs", "mAP per band")):
+                a.set_title(t)
+    regions = list(dict.fromkeys(table["region"]))
+    handles: list[Any] = [Line2D([], [], color=BAND_COLOURS[n], lw=2, label=f"{n} band only")
+                          for n in regions]
+    handles += [Line2D([], [], color="0.3", lw=1.3, label="positive pairs"),
+                Line2D([], [], color="0.3", lw=1.3, ls=":", label="negative pairs")]
+    legend_below(fig, handles, [str(h.get_label()) for h in handles], ncol=3)
     return fig
