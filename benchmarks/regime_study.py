@@ -13,6 +13,14 @@ Run under the shared torch lock on the project machines (2 cores):
     flock /tmp/isoclip-torch.lock .venv/bin/python benchmarks/regime_study.py
     flock /tmp/isoclip-torch.lock .venv/bin/python benchmarks/regime_study.py --only rich-tau0.01
     .venv/bin/python benchmarks/regime_study.py --list
+    nice -n 19 .venv/bin/python benchmarks/regime_study.py --data-scale rich-fixed-learned
+
+The data-scale axis (``--data-scale [names]``, :mod:`isoclip.studies.data_scale`): the
+compositional ``rich`` world trained on its fixed train split or on a stream of fresh pairs
+(``TrainConfig(data="stream")``), one long run per configuration with its weights kept at
+several steps, every kept step evaluated like a study run; written to
+``benchmarks/results/data_scale_study.json`` (rows keyed by run and step, merged with the
+rows already there).
 
 Factors: world richness (``default`` single-object world vs ``rich`` compositional scenes
 with the same 24 classes: up to 3 objects, each optional attribute captioned with
@@ -42,6 +50,7 @@ from isoclip.studies.regimes import run_regime
 from isoclip.training.trainer import TrainConfig
 
 OUT = Path(__file__).parent / "results" / "regime_study.json"
+SCALE_OUT = Path(__file__).parent / "results" / "data_scale_study.json"
 
 WORLDS = {
     "default": DEFAULT_WORLD,
@@ -143,13 +152,70 @@ def table(rows: list[dict]) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
 
 
+SCALE_ABOUT = {
+    **ABOUT,
+    "script": "benchmarks/regime_study.py --data-scale (isoclip.studies.data_scale."
+              "run_data_scale: one run per data mode and temperature, every kept step "
+              "evaluated with isoclip.studies.regimes.evaluate_bundle)",
+    "data": "fixed = the world's fixed train split (reshuffled every epoch); stream = fresh "
+            "pairs for every batch (isoclip.data.world.stream.TrainStream)",
+    "step": "training step whose weights are evaluated (the run's learning-rate schedule is "
+            "that of train.steps: intermediate steps are not annealed)",
+    "distinct_pairs": "distinct training pairs seen up to step",
+    "epochs": "step * batch_size / size of the fixed train split",
+    "temperature": "tau at step (1 / exp(logit_scale))",
+    "train_seconds": "wall time of the whole run (all steps), nice 19, one torch thread, on "
+                     "2 cores shared with other jobs",
+}
+
+
+def data_scale(names: list[str], stride: int, out: Path) -> int:
+    """Run (or load) the data-scale runs ``names`` and merge their rows into ``out``."""
+    from isoclip.studies.data_scale import DATA_SCALE_RUNS, kept_steps, run_data_scale
+
+    unknown = [n for n in names if n not in DATA_SCALE_RUNS]
+    if unknown:
+        raise SystemExit(f"--data-scale: unknown runs {unknown}; known: {list(DATA_SCALE_RUNS)}")
+    rows = {}
+    if out.exists():
+        rows = {(r["run"], r["step"]): r for r in json.loads(out.read_text())["runs"]}
+    for name, step in [(n, s) for n in names for s in kept_steps(n)]:
+        # last kept step first; the file is written after each evaluation
+        t0 = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} @ {step} ...", file=sys.stderr, flush=True)
+        for r in run_data_scale(name, stride=stride, steps=[step]):
+            rows[(r["run"], r["step"])] = r
+        print(f"[{time.strftime('%H:%M:%S')}] {name} @ {step} done in "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        # re-read: another process may have merged its runs meanwhile
+        if out.exists():
+            for r in json.loads(out.read_text())["runs"]:
+                rows.setdefault((r["run"], r["step"]), r)
+        order = {n: i for i, n in enumerate(DATA_SCALE_RUNS)}
+        ordered = sorted(rows.values(), key=lambda r: (order.get(r["run"], 99), r["step"]))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, (json.dumps({"about": SCALE_ABOUT, "runs": ordered}, indent=1)
+                                 + "\n").encode())
+        print(table([{**r, "run": f"{r['run']}@{r['step']}"} for r in ordered]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="+", help="run only these names (see --list)")
     ap.add_argument("--stride", type=int, default=2, help="band sweep stride (default 2)")
     ap.add_argument("--list", action="store_true", help="list the runs and exit")
+    ap.add_argument("--data-scale", nargs="*", metavar="RUN",
+                    help="run the data-scale axis instead (fixed vs streaming training; "
+                         "default: all its runs) into --scale-out")
+    ap.add_argument("--scale-out", type=Path, default=SCALE_OUT,
+                    help=f"JSON output of --data-scale (default {SCALE_OUT})")
     ap.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default {OUT})")
     args = ap.parse_args(argv)
+    if args.data_scale is not None:
+        from isoclip.studies.data_scale import DATA_SCALE_RUNS
+
+        return data_scale(args.data_scale or list(DATA_SCALE_RUNS), args.stride, args.scale_out)
     if args.list:
         for name, (world, cfg) in RUNS.items():
             print(f"{name:24s} world={world:8s} model={cfg.model} tau={cfg.temperature} "
