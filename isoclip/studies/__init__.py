@@ -1,10 +1,12 @@
 """What the book's chapters compute, one module per study, on any model: the shared
 per-world features and sanity metrics (:mod:`.world`), the modality-gap study (:mod:`.gap`),
-modality inversion (:mod:`.inversion`), intra-modal retrieval (:mod:`.retrieval`),
+modality inversion (:mod:`.inversion`; a dataset's query budget: :mod:`.dataset_inversion`),
+intra-modal retrieval (:mod:`.retrieval`),
 classification (:mod:`.classification`), latency (:mod:`.latency`), ablations
 (:mod:`.ablations`), the regime study (:mod:`.regimes`), the paper's reference numbers
-(:mod:`.reference`), the verdict rules of the claims page (:mod:`.verdicts`) and the book's
-plotting style (:mod:`.plotting`).
+(:mod:`.reference`), result files of real-path runs (:mod:`.results`), the random-init
+control of a real model (:mod:`.controls`), the verdict rules of the claims page
+(:mod:`.verdicts`) and the book's plotting style (:mod:`.plotting`).
 
 May import: every other layer.
 """
