@@ -15,6 +15,9 @@ REPRO_NOTEBOOKS ?= 05 06
 REPRO_DIR = _build/reproduce-$(PARAMS)
 FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
+# parallelism: `make models JOBS=n` (default: every core), `make test TEST_JOBS=n`
+JOBS ?=
+TEST_JOBS ?= auto
 # emoji images and names of the emoji model (npm, fetched like MathJax; outside the repository)
 EMOJI_VERSION := 16.0.0
 ISOCLIP_DATA ?= $(or $(ISOCLIP_CACHE),$(HOME)/.cache/isoclip)/data
@@ -22,6 +25,7 @@ EMOJI_STYLES ?= google twitter
 EMOJI_DATA := $(foreach s,$(EMOJI_STYLES),$(ISOCLIP_DATA)/emoji-datasource-$(s)/emoji.json)
 
 .PHONY: help venv test notebooks book check-book ci benchmarks regimes clean clean-cache emoji-data \
+	models build-time \
 	reproduce reproduce-fake lint
 
 help: ## List the targets
@@ -37,8 +41,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
-test: $(STAMP) ## Run the test suite
-	$(PY) -m pytest -q
+test: $(STAMP) ## Run the test suite in parallel (TEST_JOBS=auto: one pytest-xdist worker per core)
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 $(VENV)/.lint-installed: $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[lint]'
@@ -67,8 +71,12 @@ $(ISOCLIP_DATA)/emoji-datasource-%/emoji.json:
 
 emoji-data: $(EMOJI_DATA) ## Fetch the emoji images and names (npm emoji-datasource-google / -twitter)
 
-notebooks: $(STAMP) $(EMOJI_DATA) ## Execute every notebook with papermill (PARAMS=default)
-	$(PY) -m isoclip.notebooks --params $(PARAMS) --out $(NOTEBOOKS_OUT) $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT))
+models: $(STAMP) ## Train the book's missing models in parallel (JOBS=cores; isoclip.studies.manifest)
+	$(PY) -m isoclip.studies.manifest $(if $(JOBS),--jobs $(JOBS))
+
+# the default set only loads models (`make models` first); other sets may train in the notebook
+notebooks: $(STAMP) $(EMOJI_DATA) $(if $(filter default,$(PARAMS)),models) ## Execute every notebook with papermill (PARAMS=default)
+	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --params $(PARAMS) --out $(NOTEBOOKS_OUT) $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT))
 
 book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebooks (embedded default)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
@@ -90,8 +98,11 @@ check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html
 
 benchmarks: $(STAMP) ## Run the benchmark scripts (print figures; the regime study: make regimes)
-	for f in $(filter-out benchmarks/regime_study.py,$(wildcard benchmarks/*.py)); do \
+	for f in $(filter-out benchmarks/regime_study.py benchmarks/build_time.py,$(wildcard benchmarks/*.py)); do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
+
+build-time: $(STAMP) ## Time the build stages (venv, models, notebooks, book) cold and warm
+	$(PY) benchmarks/build_time.py
 
 regimes: $(STAMP) ## Regime study of chapter 13 (17 tiny models, ~75 min on 2 cores from scratch)
 	$(PY) benchmarks/regime_study.py

@@ -19,11 +19,13 @@ A parameter set is YAML::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,15 @@ def _parse_value(text: str) -> Any:
 
 
 def run(params: str = "default", out: str | Path = "executed", only: list[str] | None = None,
-        overrides: dict[str, Any] | None = None, kernel: str = "python3") -> list[Path]:
-    """Execute the selected notebooks; returns the written paths."""
+        overrides: dict[str, Any] | None = None, kernel: str = "python3",
+        train_missing: bool = False) -> list[Path]:
+    """Execute the selected notebooks; returns the written paths.
+
+    The notebooks only load trained models (``make models`` trains them beforehand, see
+    :mod:`isoclip.studies.manifest`): a chapter that needs a model missing from the cache
+    fails with a message naming it, unless ``train_missing`` lets it train the model itself.
+    """
+    from isoclip.training.trainer import MODELS_ONLY_ENV
     import jupytext
     import nbformat
     import papermill as pm
@@ -92,8 +101,9 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
         dest = out_dir / f"{src.stem}.ipynb"
         t0 = time.perf_counter()
         print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
-        pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected, kernel_name=kernel,
-                            cwd=str(ROOT), progress_bar=False)
+        with _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # the kernel's
+            pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected,
+                                kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
         src_ipynb.unlink()
         executed = nbformat.read(dest, as_version=4)
         for cell in executed.cells:
@@ -105,6 +115,20 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
         written.append(dest)
     tmp_dir.rmdir()
     return written
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """Set environment variable ``name`` inside the block, restored on exit."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def _write_tmp(nb: Any, path: Path) -> str:
@@ -224,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="notebook stems or 2-digit numbers to run")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override a parameter for every notebook (YAML value)")
+    ap.add_argument("--train-missing", action="store_true",
+                    help="let a notebook train a model missing from the cache (default: only "
+                         "load; `make models` trains the book's models)")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -231,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k] = _parse_value(v)
-    run(args.params, args.out, args.only, overrides)
+    run(args.params, args.out, args.only, overrides, train_missing=args.train_missing)
     return 0
 
 

@@ -98,12 +98,26 @@ def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:  # noqa: ANN00
 
 @pytest.fixture(scope="module")
 def embedded_bundle_preproj():  # noqa: ANN201
+    """Pre-projection features of a trained tiny model: the book's default model when
+    ``make models`` has cached it (never trained here), else the same architecture trained
+    for 60 steps on 20 pairs per class (the sweep equals the naive reference on any model)."""
+    from dataclasses import replace
+
+    from isoclip.data.world.synthetic import make_world
     from isoclip.method.projectors import get_projectors
+    from isoclip.studies import manifest
     from isoclip.studies.world import world_features
     from isoclip.training import embedded
-    emb = embedded.embedded_default(progress=False)
-    return (get_projectors(emb.bundle.model),
-            world_features(emb.bundle, emb.world, kind="preproj"), emb.world)
+    from isoclip.training.trainer import load_or_train
+    trained = manifest.load("default")
+    if trained is None:
+        world = make_world(replace(embedded.DEFAULT_WORLD, n_train_per_class=20))
+        trained = load_or_train(world.train, replace(embedded.DEFAULT_TRAIN, steps=60,
+                                                     batch_size=64), progress=False, cache=False)
+    else:
+        world = make_world(embedded.DEFAULT_WORLD)
+    return (get_projectors(trained.bundle.model),
+            world_features(trained.bundle, world, kind="preproj"), world)
 
 
 def test_select_band_isotropy_rule() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -394,13 +395,45 @@ def train_key_material(dataset: ImageDataset | TrainStream, cfg: TrainConfig
     }
 
 
+#: Environment variable: ``"1"`` = load trained models only, never train (set by the notebook
+#: runner: the book's models are trained beforehand by ``make models``, see
+#: :mod:`isoclip.studies.manifest`).
+MODELS_ONLY_ENV = "ISOCLIP_MODELS_ONLY"
+
+
+class ModelNotTrainedError(RuntimeError):
+    """A model is not in the training cache and training is switched off
+    (:data:`MODELS_ONLY_ENV`)."""
+
+
+def _refuse_training(dataset: ImageDataset | TrainStream, cfg: TrainConfig, key: str) -> None:
+    changed = ", ".join(f"{k}={v!r}" for k, v in asdict(cfg).items()
+                        if v != _FIELD_DEFAULTS[k])
+    raise ModelNotTrainedError(
+        f"no trained model in the cache for TrainConfig({changed}) on data {dataset.name!r} "
+        f"(key {key[:12]}), and {MODELS_ONLY_ENV}=1 forbids training here (the notebook runner "
+        "sets it). If it is one of the book's models, run `make models`; otherwise declare it "
+        "in isoclip.studies.manifest.MODELS and run `make models`, or run the notebooks with "
+        "`python -m isoclip.notebooks --train-missing`.")
+
+
 def load_or_train(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainConfig(), *,
                   cache: bool = True, progress: bool = True) -> TrainedModel:
     """The model trained on ``dataset`` with ``cfg``: from the cache when present and intact,
-    else trained now and cached (atomically)."""
+    else trained now and cached (atomically).
+
+    Raises:
+        ModelNotTrainedError: it is not cached (or ``cache=False``) and the environment
+            variable :data:`MODELS_ONLY_ENV` is ``"1"``.
+    """
     material = train_key_material(dataset, cfg)
-    payload = cached("checkpoints", material, lambda: train_clip(dataset, cfg, progress),
-                     enabled=cache)
+
+    def build() -> dict[str, Any]:
+        if os.environ.get(MODELS_ONLY_ENV) == "1":
+            _refuse_training(dataset, cfg, stable_hash(material))
+        return train_clip(dataset, cfg, progress)
+
+    payload = cached("checkpoints", material, build, enabled=cache)
     bundle = create_model(cfg)
     bundle.model.load_state_dict(payload["state_dict"])
     bundle.model.eval()
