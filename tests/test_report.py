@@ -137,3 +137,11 @@ def test_glue_keeps_the_html(monkeypatch):
     bundle, _ = DisplayFormatter().format(t)
     assert "text/html" in bundle and re.search(r"<table", bundle["text/html"])
     assert bundle["text/plain"].startswith("c")
+
+
+def test_decimals_by_original_or_new_name():
+    df = pd.DataFrame({"tau": [0.0123], "gap": [0.456]})
+    t = format_table(df, caption="c", index=False, rename={"tau": "τ"}, decimals={"tau": 3})
+    assert t.cells == [["0.012", "0.5"]] and t.columns == ["τ", "gap"]
+    t2 = format_table(df, caption="c", index=False, rename={"tau": "τ"}, decimals={"τ": 2})
+    assert t2.cells[0][0] == "0.01"

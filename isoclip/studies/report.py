@@ -165,8 +165,8 @@ def format_table(df: pd.DataFrame, *, caption: str,
         df: the table; its index becomes the leading column(s) when ``index`` is true.
         caption: what the numbers are: the metric (and its unit) and the split or query set.
         decimals: decimals of float columns, one int for all or a mapping from column name
-            (the last level of multi-index columns, or the full tuple) to decimals; columns not
-            in the mapping get 1.
+            (before or after ``rename``; the last level of multi-index columns, or the full
+            tuple) to decimals; columns not in the mapping get 1.
         index: show the index as the leading column(s).
         drop: columns to leave out besides the automatic ones (names starting with ``_``,
             columns with no value).
@@ -194,14 +194,19 @@ def format_table(df: pd.DataFrame, *, caption: str,
     keep = [c for c in df.columns
             if c not in drop and not last(c).startswith("_") and not df[c].isna().all()]
     data = df[keep]
+    original = {c: c for c in data.columns}
     if rename:
         data = data.rename(columns=dict(rename))
+        original = {rename.get(c, c): c for c in keep}
 
     def n_decimals(col: Any) -> int:
         if isinstance(decimals, Mapping):
-            if col in decimals:
-                return int(decimals[col])
-            return int(decimals.get(last(col), 1))
+            for key in (col, original.get(col, col)):
+                if key in decimals:
+                    return int(decimals[key])
+                if last(key) in decimals:
+                    return int(decimals[last(key)])
+            return 1
         return int(decimals)
 
     body_cols = [[format_value(v, n_decimals(c)) for v in data[c].tolist()] for c in data.columns]
