@@ -13,6 +13,8 @@ MATHJAX := _static/mathjax/tex-svg.js
 # real path (make reproduce): the chapters that take a model and datasets as parameters
 REPRO_NOTEBOOKS ?= 05 06
 REPRO_DIR = _build/reproduce-$(PARAMS)
+# result files of real-path runs (results/<params>/<chapter>.json; committed, shown in the book)
+RESULTS_DIR ?= results
 FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
 # parallelism: `make models JOBS=n` (default: every core), `make test TEST_JOBS=n`
@@ -84,7 +86,7 @@ book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebook
 reproduce: $(STAMP) $(MATHJAX) ## Real path: PARAMS=<set> DATA_ROOT=<dir> -> _build/reproduce-<set>/_build/html
 	@test -n "$(DATA_ROOT)" || { echo "make reproduce: DATA_ROOT=<folder holding the datasets> is required (book/reproduce.md)" >&2; exit 2; }
 	rm -rf $(REPRO_DIR)
-	$(PY) -m isoclip.notebooks --params $(PARAMS) --out $(REPRO_DIR)/executed --only $(REPRO_NOTEBOOKS) --set data_root=$(abspath $(DATA_ROOT))
+	ISOCLIP_PARAMS=$(PARAMS) ISOCLIP_RESULTS=$(abspath $(RESULTS_DIR)) $(PY) -m isoclip.notebooks --params $(PARAMS) --out $(REPRO_DIR)/executed --only $(REPRO_NOTEBOOKS) --set data_root=$(abspath $(DATA_ROOT))
 	$(PY) tools/reproduce_book.py $(REPRO_DIR) $(PARAMS) $(abspath $(DATA_ROOT))
 	$(VENV)/bin/jupyter-book build $(REPRO_DIR) -n -W --keep-going
 	@echo "[reproduce] book: $(REPRO_DIR)/_build/html/index.html"
@@ -92,7 +94,7 @@ reproduce: $(STAMP) $(MATHJAX) ## Real path: PARAMS=<set> DATA_ROOT=<dir> -> _bu
 reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with random-init ViT-B-32
 	rm -rf $(FAKE_DATA_ROOT)
 	$(PY) -c "from isoclip.data.fakes import make_fake_dataset as m; [m(n, '$(FAKE_DATA_ROOT)', n_classes=4, per_class=3, image_size=32) for n in ('cub2011', 'flickr30k_text')]"
-	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT=$(FAKE_DATA_ROOT)
+	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT=$(FAKE_DATA_ROOT) RESULTS_DIR=_build/fake-results
 
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html
