@@ -47,6 +47,7 @@ PAPER_BANDS: dict[tuple[str, str, str], tuple[int, int, int]] = {
     ("ViT-B-16", "datacomp_xl_s13b_b90k", "image"): (100, 100, 512),
     ("ViT-B-16", "datacomp_xl_s13b_b90k", "text"): (2, 150, 512),
     ("ViT-B-32", "datacomp_xl_s13b_b90k", "image"): (50, 50, 512),
+    ("PE-Core-B-16", "meta", "image"): (300, 50, 768),
 }
 
 
