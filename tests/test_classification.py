@@ -86,24 +86,69 @@ def test_ncm_prototypes_are_means_of_unnormalised_features():
         evaluate_ncm(x, y, test, [0], n_classes=1)
 
 
-def test_iso_ncm_with_an_identity_band_equals_ncm_on_projected_features():
-    from isoclip.method.bands import Band, iso_projectors
-    from isoclip.method.projectors import Projectors, get_projectors
+def _naive_iso_ncm_correct(W_i: np.ndarray, W_t: np.ndarray, b_i: np.ndarray | None,
+                           k_top: int, k_bottom: int, f_train: np.ndarray, y_train: np.ndarray,
+                           f_test: np.ndarray, y_test: np.ndarray) -> list[bool]:
+    """iso-NCM from its definition, written out with numpy and loops (IsoCLIP Sec. 4, the
+    ``IsoNCM`` of the official classification code; notation page, eq-iso-projectors): SVD of
+    Psi = W_i^T W_t, keep singular directions k_top .. r - k_bottom, W_hat = W_i U_S U_S^T; class
+    prototypes = means of the unnormalised pre-projection training features; predict the class
+    whose projected prototype has the largest cosine with the projected test feature."""
+    U, _, _ = np.linalg.svd(W_i.T @ W_t)
+    r = min(W_i.shape[1], W_t.shape[1])
+    U_S = U[:, k_top:r - k_bottom]
+    W_hat = W_i @ U_S @ U_S.T
+    bias = np.zeros(W_i.shape[0]) if b_i is None else b_i
 
-    g = torch.Generator().manual_seed(0)
-    f_train, f_test = torch.randn(60, 96, generator=g), torch.randn(25, 96, generator=g)
-    y_train, y_test = torch.arange(60) % 4, torch.randint(0, 4, (25,), generator=g)
-    bundle = load_model("isoclip-tiny-vit")
-    P = get_projectors(bundle.model)
-    ref = evaluate_ncm(P.project_image(f_train), y_train, P.project_image(f_test), y_test)
-    iso = iso_projectors(P, Band(0, 0))
-    assert evaluate_iso_ncm(f_train, y_train, f_test, y_test, iso) == ref
-    # a bias is carried through consistently: prototype of projected = projected prototype
-    Pb = Projectors(W_i=P.W_i, W_t=P.W_t, b_i=torch.randn(P.d, generator=g))
-    ref_b = evaluate_ncm(Pb.project_image(f_train), y_train, Pb.project_image(f_test), y_test)
-    assert evaluate_iso_ncm(f_train, y_train, f_test, y_test, Pb) == ref_b
+    def project(f: np.ndarray) -> np.ndarray:
+        return W_hat @ f + bias
+
+    classes = sorted(set(y_train.tolist()))
+    protos = []
+    for c in classes:
+        rows = [f_train[i] for i in range(len(y_train)) if y_train[i] == c]
+        protos.append(project(sum(rows) / len(rows)))
+    correct = []
+    for f, y in zip(f_test, y_test):
+        e = project(f)
+        cos = [float(e @ p / (np.linalg.norm(e) * np.linalg.norm(p))) for p in protos]
+        correct.append(classes[int(np.argmax(cos))] == int(y))
+    return correct
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_iso_ncm_against_a_hand_written_loop(bias: bool) -> None:
+    from isoclip.method.bands import Band, iso_projectors
+    from isoclip.method.projectors import Projectors
+    from isoclip.studies.classification import ncm_correct
+
+    rng = np.random.default_rng(7)
+    d, d_i, d_t, c = 12, 10, 9, 4
+    W_i, W_t = rng.normal(size=(d, d_i)), rng.normal(size=(d, d_t))
+    b_i = rng.normal(size=d) if bias else None
+    y_train, y_test = np.arange(80) % c, rng.integers(0, c, 60)
+    centres = 2.0 * rng.normal(size=(c, d_i))
+    f_train = centres[y_train] + rng.normal(size=(80, d_i))
+    f_test = centres[y_test] + rng.normal(size=(60, d_i))
+    P = Projectors(W_i=torch.tensor(W_i), W_t=torch.tensor(W_t),
+                   b_i=None if b_i is None else torch.tensor(b_i))
+    t = torch.tensor
+    for k_top, k_bottom in ((0, 0), (2, 3), (5, 0)):
+        want = _naive_iso_ncm_correct(W_i, W_t, b_i, k_top, k_bottom, f_train, y_train, f_test,
+                                      y_test)
+        iso = iso_projectors(P, Band(k_top, k_bottom))
+        got = evaluate_iso_ncm(t(f_train).float(), t(y_train), t(f_test).float(), t(y_test), iso)
+        assert got["top1"] == pytest.approx(100.0 * np.mean(want), abs=1e-9), (k_top, k_bottom)
+        per_image = ncm_correct(t(f_train), t(y_train), t(f_test), t(y_test),
+                                project=iso.to(torch.float32).project_image)
+        assert (per_image > 0).tolist() == want, (k_top, k_bottom)
+    # the bands differ: the test would notice a band that is ignored
+    accs = {b: np.mean(_naive_iso_ncm_correct(W_i, W_t, b_i, *b, f_train, y_train, f_test, y_test))
+            for b in ((0, 0), (2, 3), (5, 0))}
+    assert len(set(accs.values())) > 1
     with pytest.raises(ValueError, match="projectors.d_i"):
-        evaluate_iso_ncm(f_train[:, :10], y_train, f_test[:, :10], y_test, P)
+        evaluate_iso_ncm(t(f_train[:, :5]).float(), t(y_train), t(f_test[:, :5]).float(),
+                         t(y_test), P)
 
 
 def test_iso_ncm_on_model_features(isolated_cache):

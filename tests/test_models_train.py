@@ -117,6 +117,30 @@ def test_clip_loss_matches_naive() -> None:
     assert torch.allclose(clip_loss(x, y, s), naive / 10, atol=1e-6)
 
 
+def test_clip_loss_equals_open_clip_clip_loss() -> None:
+    """The training loss against open_clip's own ClipLoss (the loss open_clip trains CLIP
+    with, open_clip/loss.py), which takes normalised features and a logit scale."""
+    from open_clip.loss import ClipLoss
+
+    g = torch.Generator().manual_seed(4)
+    for n, d, scale in ((8, 16, 100.0), (3, 5, 1.0), (32, 4, 14.3)):
+        x = 3.0 * torch.randn(n, d, generator=g, dtype=torch.float64)  # unnormalised
+        y = torch.randn(n, d, generator=g, dtype=torch.float64)
+        s = torch.tensor(scale, dtype=torch.float64)
+        xn, yn = torch.nn.functional.normalize(x, dim=-1), torch.nn.functional.normalize(y, dim=-1)
+        ref = ClipLoss()(xn, yn, s)
+        torch.testing.assert_close(clip_loss(x, y, s), ref, rtol=1e-12, atol=1e-12)
+        # the gradients the trainer follows agree as well
+        xg, yg = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        ours = torch.autograd.grad(clip_loss(xg, yg, s), (xg, yg))
+        xr, yr = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        theirs = torch.autograd.grad(ClipLoss()(torch.nn.functional.normalize(xr, dim=-1),
+                                                torch.nn.functional.normalize(yr, dim=-1), s),
+                                     (xr, yr))
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_lr_schedule_warmup_then_cosine() -> None:
     cfg = TrainConfig(steps=100, lr=1.0, warmup_frac=0.1)
     lrs = [lr_at(s, cfg) for s in range(100)]

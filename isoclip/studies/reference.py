@@ -19,18 +19,43 @@ poster's table of averages). One row per number:
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["REFERENCE_COLUMNS", "TASKS", "load_paper_numbers", "paper_comparison"]
+__all__ = ["PAPER_ARTEFACTS", "REFERENCE_COLUMNS", "TASKS", "cited_artefact",
+           "load_paper_numbers", "paper_comparison"]
 
 #: Columns of the reference CSV, in order.
 REFERENCE_COLUMNS = ("paper", "task", "backbone", "method", "metric", "value", "n_datasets",
                      "source", "verified", "caveat")
 #: Tasks of the reference CSV.
 TASKS = ("image-image", "text-text", "zero-shot classification")
+#: The authors' own artefact each paper's reference numbers are read from: (GitHub repository,
+#: file in it, the part of the file that holds the numbers). A ``source`` entry names it as
+#: ``"<title> (<file> in <repository>), <part>"`` (:func:`cited_artefact`).
+PAPER_ARTEFACTS: dict[str, tuple[str, str, str]] = {
+    "IsoCLIP": ("simomagi/IsoCLIP", "assets/IsoCLIP-CVPRposter.png", "average-mAP bars"),
+    "Cross the Gap": ("miccunifi/Cross-the-Gap", "assets/CrossTheGap_POSTER.pdf",
+                      "table of averages"),
+}
+
+_CITATION = re.compile(r".+ \((?P<file>[^()\s]+) in (?P<repo>[\w.-]+/[\w.-]+)\), (?P<part>.+)")
+
+
+def cited_artefact(source: str) -> tuple[str, str, str]:
+    """(repository, file, part) cited by a ``source`` entry of the reference CSV.
+
+    Raises:
+        ValueError: ``source`` is not of the form ``"<title> (<file> in <owner>/<repo>), <part>"``.
+    """
+    m = _CITATION.fullmatch(source.strip())
+    if m is None:
+        raise ValueError(f"source: expected '<title> (<file> in <owner>/<repo>), <part>', got "
+                         f"{source!r}")
+    return m["repo"], m["file"], m["part"]
 
 
 def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
