@@ -11,9 +11,12 @@ The public API, by stage of the data flow (see the book's introduction):
   :func:`sweep_bands` (all (k_top, k_bottom) at once), :func:`select_band` (label-free).
 - gradients: :func:`cosine_decomposition`, :func:`feature_gradients`, :func:`weight_gradients`.
 - features / evaluate: :func:`image_features`, :func:`text_features`, ``isoclip.evaluate``.
+- drop-in: :func:`apply` (IsoCLIP ``encode_image`` / ``encode_text`` for any open_clip model),
+  :func:`export_projectors` / :func:`load_projectors` (the filtered projectors as a file).
 - the embedded default: ``isoclip.data.world.synthetic``, ``isoclip.training.trainer``, ``isoclip.training.embedded``.
 """
 
+from isoclip.dropin import IsoCLIP, apply, export_projectors, load_projectors
 from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
 from isoclip.method.gradients import cosine_decomposition, feature_gradients, weight_gradients
 from isoclip.method.operator import psi, psi_image, psi_text, spectrum_stats, svd
@@ -32,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Band",
+    "IsoCLIP",
     "MissingWeightsError",
     "ModelBundle",
     "Projectors",
@@ -53,4 +57,8 @@ __all__ = [
     "svd",
     "text_features",
     "weight_gradients",
+    # drop-in IsoCLIP for any open_clip model
+    "apply",
+    "export_projectors",
+    "load_projectors",
 ]
