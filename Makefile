@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with the pinned dependencies
 
-test: $(STAMP) ## Run the test suite in parallel (TEST_JOBS=auto: one pytest-xdist worker per core)
+test: $(STAMP) $(EMOJI_DATA) ## Run the test suite in parallel (TEST_JOBS=auto: one pytest-xdist worker per core)
 	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 $(VENV)/.lint-installed: $(STAMP) pyproject.toml
@@ -73,7 +73,7 @@ $(ISOCLIP_DATA)/emoji-datasource-%/emoji.json:
 
 emoji-data: $(EMOJI_DATA) ## Fetch the emoji images and names (npm emoji-datasource-google / -twitter)
 
-models: $(STAMP) ## Train the book's missing models in parallel (JOBS=cores; isoclip.studies.manifest)
+models: $(STAMP) $(EMOJI_DATA) ## Train the book's missing models in parallel (JOBS=cores; isoclip.studies.manifest)
 	$(PY) -m isoclip.studies.manifest $(if $(JOBS),--jobs $(JOBS))
 
 # the default set only loads models (`make models` first); other sets may train in the notebook

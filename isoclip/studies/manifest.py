@@ -40,7 +40,8 @@ from typing import Any, TextIO
 from isoclip.common.cache import CACHE_FORMAT_VERSION, cache_root, entry_paths, stable_hash
 from isoclip.data.base import ImageDataset
 from isoclip.data.world.config import WorldConfig
-from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
+from isoclip.data.emoji import EmojiConfig
+from isoclip.training.embedded import DEFAULT_EMOJI, DEFAULT_TRAIN, DEFAULT_WORLD, EMOJI_TRAIN
 from isoclip.training.trainer import (
     MODELS_ONLY_ENV,
     TrainConfig,
@@ -65,6 +66,19 @@ def world_train_split(world: WorldConfig) -> ImageDataset:
     from isoclip.data.world.synthetic import make_world
 
     return make_world(world).train
+
+
+def emoji_train_split(emoji: EmojiConfig) -> ImageDataset:
+    """The training pairs of the emoji data ``emoji`` (the emoji model's; needs
+    ``make emoji-data``)."""
+    from isoclip.data.emoji import load_emoji
+
+    return load_emoji(emoji).train
+
+
+#: The notebooks that load the emoji model (they report the emoji suite).
+_EMOJI_USERS = ("05_spectrum", "06_band_analysis", "07_intra_modal_retrieval",
+                "08_classification", "10_ablations")
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,9 @@ def _book_models() -> list[ModelSpec]:
     for name in ("shared", "shared-imsep", "clip-atp-cu"):
         models.append(spec(name, DEFAULT_WORLD, variant_config(name),
                            used_by=("11_training_time_fixes",)))
+    models.append(ModelSpec("emoji", EMOJI_TRAIN, functools.partial(emoji_train_split,
+                                                                  DEFAULT_EMOJI),
+                            threads=1, used_by=_EMOJI_USERS))
     if REGIME_STUDY.is_file():
         world, train = _regime_rerun()
         models.append(spec(f"regime-{REGIME_RERUN}", world, train, threads=2,
