@@ -258,8 +258,10 @@ def apply(model: nn.Module | ModelBundle, band: BandSpec | ExportedProjectors = 
         :class:`IsoCLIP` wrapping ``model`` (which is not modified).
 
     Raises:
-        TypeError / ValueError: a bad ``model`` or ``band`` (see :func:`resolve_band`), or
-            loaded projectors whose shapes do not match the model's.
+        TypeError: ``model`` is not a model, a ModelBundle or an IsoCLIP; ``band`` of a
+            wrong type.
+        ValueError: a bad ``band`` or ``task`` (see :func:`resolve_band`), or loaded
+            projectors whose shapes do not match the model's.
         NotImplementedError: a model family without a known projector (named in the message).
     """
     check_modality("task", task)
