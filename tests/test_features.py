@@ -89,7 +89,7 @@ def test_cache_respects_env_var(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("ISOCLIP_CACHE", str(root))
     image_features(bundle, _images(3), progress=False)
     files = sorted(p.suffix for p in (root / "features").iterdir())
-    assert files == [".json", ".pt"]
+    assert files == [".json", ".lock", ".pt"]  # payload, manifest, the fill's lock
 
 
 def test_corrupt_or_truncated_payload_is_rebuilt(bundle, isolated_cache, monkeypatch):

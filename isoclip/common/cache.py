@@ -1,4 +1,5 @@
-"""On-disk cache primitives: content keys, atomic writes, verified reads.
+"""On-disk cache primitives: content keys, atomic writes, verified and safe reads, one builder
+per key.
 
 Every cached artefact (trained checkpoints, extracted features) is stored as
 ``<root>/<kind>/<key>.pt`` next to ``<key>.json``, a manifest holding the full key material
@@ -6,21 +7,56 @@ and the sha256 of the payload. A payload whose hash does not match its manifest 
 or corrupt write) is never loaded: :func:`load_verified` returns ``None`` and the caller
 rebuilds it. Writes go to a temporary file in the same directory, are fsynced, then
 ``os.replace``-d into place, so a crash never leaves a half-written file under the final name.
+
+What :func:`cached` promises:
+
+* **Nothing is lost on a cache failure.** A cache that cannot be written (read-only file
+  system, no space, a corrupt entry that cannot be removed) gives one warning per cache root
+  and the freshly built result is returned all the same.
+* **No code runs from the cache.** Payloads are plain data (tensors, numbers, strings, lists,
+  dicts) and are read with ``torch.load(weights_only=True)``; a payload holding anything else
+  is refused with :class:`UnsafeCacheEntryError` naming the file.
+* **One builder per key.** A missing entry is built under an exclusive lock on
+  ``<key>.lock`` beside it (``fcntl.flock``): a second process asking for the same key waits,
+  then loads what the first one stored. Temporaries of the key left by a killed writer are
+  removed then, and those of any key once older than :data:`STALE_TMP_SECONDS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+try:  # POSIX; elsewhere fills are not serialised (each process builds, the last write wins)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 #: Bumped whenever code that produces cached content changes its output.
 CACHE_FORMAT_VERSION = 1
+
+#: A temporary file (``.<name>.<random>.tmp``) untouched for this long belongs to a dead writer.
+STALE_TMP_SECONDS = 3600.0
+
+_WARNED_ROOTS: set[str] = set()
+
+
+class UnsafeCacheEntryError(pickle.UnpicklingError):
+    """A cache payload holds objects other than tensors, numbers, strings and containers.
+
+    isoclip never writes such a payload, so the file was planted or written by other code;
+    it is not loaded (loading could run code)."""
 
 
 def cache_root() -> Path:
@@ -35,7 +71,12 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def entry_key(key_material: dict[str, Any]) -> str:
+    """The key of the entry stored for ``key_material``: its file name is ``<key>.pt``."""
+    return stable_hash({"format": CACHE_FORMAT_VERSION, **key_material})
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -43,7 +84,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +101,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> str:
     """``torch.save`` atomically; returns the sha256 of the written bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,13 +126,17 @@ def entry_paths(kind: str, key: str, root: Path | None = None) -> tuple[Path, Pa
     return d / f"{key}.pt", d / f"{key}.json"
 
 
-def save_entry(kind: str, key_material: dict, payload: Any, root: Path | None = None) -> str:
+def save_entry(kind: str, key_material: dict[str, Any], payload: Any,
+               root: Path | None = None) -> str:
     """Store ``payload`` under the key derived from ``key_material``; returns the key.
 
     The payload is written first and the manifest (with its sha256) last, so an entry is
     visible only once complete.
+
+    Raises:
+        OSError: the entry cannot be written (:func:`cached` turns this into a warning).
     """
-    key = stable_hash({"format": CACHE_FORMAT_VERSION, **key_material})
+    key = entry_key(key_material)
     pt, man = entry_paths(kind, key, root)
     digest = atomic_torch_save(payload, pt)
     manifest = {"key": key, "sha256": digest, "format": CACHE_FORMAT_VERSION,
@@ -100,13 +145,49 @@ def save_entry(kind: str, key_material: dict, payload: Any, root: Path | None = 
     return key
 
 
-def load_verified(kind: str, key_material: dict, root: Path | None = None) -> Any | None:
+def load_payload(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU: tensors, numbers, strings, containers.
+
+    Raises:
+        UnsafeCacheEntryError: the file holds anything else (nothing of it is executed).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = next((line.strip() for line in str(e).splitlines()
+                       if "GLOBAL" in line or "global" in line), str(e).splitlines()[0])
+        raise UnsafeCacheEntryError(
+            f"refusing to load cache entry {path}: it holds objects other than tensors, "
+            f"numbers, strings and containers ({detail}). isoclip never writes such a "
+            "payload, so the file was not written by it; loading could run code. Delete the "
+            "entry (the .pt file and its .json manifest, or `make clean-cache`) to rebuild it."
+        ) from None
+
+
+def _remove(paths: tuple[Path, ...]) -> None:
+    """Delete ``paths``; a file that cannot be deleted gets a warning (the caller rebuilds)."""
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            warnings.warn(f"cache entry {p} is corrupt and cannot be removed ({e}); the "
+                          "result is rebuilt and returned", stacklevel=4)
+
+
+def load_verified(kind: str, key_material: dict[str, Any], root: Path | None = None, *,
+                  remove_corrupt: bool = True) -> Any | None:
     """The payload stored for ``key_material`` if present and intact, else ``None``.
 
     Intact means: the manifest parses, names the same key, and the payload's sha256 matches.
-    A corrupt entry is deleted so that it is rebuilt.
+    A corrupt entry is deleted (``remove_corrupt``) so that it is rebuilt; one that cannot be
+    deleted gives a warning.
+
+    Raises:
+        UnsafeCacheEntryError: an intact entry whose payload is not plain data.
     """
-    key = stable_hash({"format": CACHE_FORMAT_VERSION, **key_material})
+    key = entry_key(key_material)
     pt, man = entry_paths(kind, key, root)
     if not (pt.exists() and man.exists()):
         return None
@@ -116,23 +197,93 @@ def load_verified(kind: str, key_material: dict, root: Path | None = None) -> An
     except (OSError, ValueError):
         ok = False
     if not ok:
-        for p in (pt, man):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+        if remove_corrupt:
+            _remove((pt, man))
         return None
-    return torch.load(pt, map_location="cpu", weights_only=False)
+    return load_payload(pt)
 
 
-def cached(kind: str, key_material: dict, build: Callable[[], Any],
+@contextlib.contextmanager
+def key_lock(payload_path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``<key>.lock`` beside ``payload_path`` (blocks until free).
+
+    Yields True when locked, False when no lock could be taken (an unwritable cache, or no
+    ``fcntl``): the caller then proceeds unserialised. Closing the file releases the lock,
+    also when the process dies.
+    """
+    if fcntl is None:
+        yield False
+        return
+    try:
+        payload_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(payload_path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path, key: str | None = None,
+                             max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Delete temporaries (``.<name>.<random>.tmp``) of dead writers in ``folder``.
+
+    Those of entry ``key`` are removed whatever their age (call this holding the key's lock:
+    no live writer of that key then exists); those of other entries once untouched for
+    ``max_age`` seconds. Returns the removed paths; errors are ignored.
+    """
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in folder.iterdir()
+                      if p.name.startswith(".") and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    now = time.time()
+    for p in candidates:
+        own = key is not None and p.name.startswith((f".{key}.pt.", f".{key}.json."))
+        try:
+            if own or now - p.stat().st_mtime > max_age:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _warn_unwritable(root: Path, err: OSError) -> None:
+    name = str(root)
+    if name in _WARNED_ROOTS:
+        return
+    _WARNED_ROOTS.add(name)
+    warnings.warn(f"cache not writable: {root} ({err}); results are not cached",
+                  stacklevel=3)
+
+
+def cached(kind: str, key_material: dict[str, Any], build: Callable[[], Any],
            root: Path | None = None, enabled: bool = True) -> Any:
-    """Return the cached payload for ``key_material`` or build, store and return it."""
-    if enabled:
-        hit = load_verified(kind, key_material, root)
+    """Return the cached payload for ``key_material`` or build, store and return it.
+
+    A missing entry is built by one process at a time (see the module docstring); a failure
+    to store it gives one warning per cache root and the result is returned anyway.
+    """
+    if not enabled:
+        return build()
+    hit = load_verified(kind, key_material, root, remove_corrupt=False)
+    if hit is not None:
+        return hit
+    key = entry_key(key_material)
+    pt, _ = entry_paths(kind, key, root)
+    with key_lock(pt) as locked:
+        hit = load_verified(kind, key_material, root)  # filled while we waited?
         if hit is not None:
             return hit
-    payload = build()
-    if enabled:
-        save_entry(kind, key_material, payload, root)
+        remove_stale_temporaries(pt.parent, key if locked else None)
+        payload = build()
+        try:
+            save_entry(kind, key_material, payload, root)
+        except OSError as e:
+            _warn_unwritable(root or cache_root(), e)
     return payload

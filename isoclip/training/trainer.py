@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from isoclip.baselines.losses import IMSEP_MODALITIES, atp_cu_loss, clip_loss, imsep_loss
-from isoclip.common.cache import cached, stable_hash
+from isoclip.common.cache import cached, entry_key, stable_hash
 from isoclip.data.base import ImageDataset
 from isoclip.data.world.stream import TrainStream
 from isoclip.models.loading import (
@@ -120,6 +122,7 @@ class TrainConfig:
     data: str = "fixed"
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture: expected one of {ARCHITECTURES}, got "
                              f"{self.architecture!r}")
@@ -166,6 +169,40 @@ class TrainConfig:
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_reals(v: object) -> bool:
+    return (isinstance(v, Iterable) and not isinstance(v, (str, bytes))
+            and all(_is_real(f) for f in v))
+
+
+#: Annotation of a TrainConfig field -> (check, what is expected). A field of a new type must
+#: be added here (constructing any TrainConfig fails until it is).
+_FIELD_TYPES = {
+    "int": (_is_int, "an int"),
+    "float": (_is_real, "a float"),
+    "str": (lambda v: isinstance(v, str), "a str"),
+    "float | None": (lambda v: v is None or _is_real(v), "None or a float"),
+    "tuple[float, ...]": (_is_reals, "a sequence of floats"),
+}
+
+
+def _check_field_types(cfg: TrainConfig) -> None:
+    """TypeError naming the first field of the wrong type (ints are accepted for floats; the
+    values are kept as given, so the cache key of an existing configuration is unchanged)."""
+    for f in dataclasses.fields(cfg):
+        check, expected = _FIELD_TYPES[str(f.type)]
+        v = getattr(cfg, f.name)
+        if not check(v):
+            raise TypeError(f"TrainConfig.{f.name}: expected {expected}, got "
+                            f"{type(v).__name__} {v!r}")
+
 
 def create_model(cfg: TrainConfig, seed: int | None = None) -> ModelBundle:
     """The untrained model of ``cfg`` (towers shared for ``architecture="shared"``)."""
@@ -186,7 +223,7 @@ class TrainedModel:
         log: one row per ``log_every`` steps: step, loss, temperature, lr.
         checkpoints: step -> state_dict of the full model at that step.
         train_seconds: wall time of the training run that produced the cache entry.
-        key: the cache key.
+        key: the cache key: the entry is ``checkpoints/<key>.pt`` under the cache root.
     """
 
     bundle: ModelBundle
@@ -437,9 +474,12 @@ def load_or_train(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainC
     bundle = create_model(cfg)
     bundle.model.load_state_dict(payload["state_dict"])
     bundle.model.eval()
-    key = stable_hash(material)
-    bundle.pretrained = f"isoclip-trained:{key[:12]}"
-    bundle.fingerprint = stable_hash({"trained": key})
+    # the model's identity in feature-cache keys (older than entry_key): unchanged, so cached
+    # features stay valid
+    identity = stable_hash(material)
+    bundle.pretrained = f"isoclip-trained:{identity[:12]}"
+    bundle.fingerprint = stable_hash({"trained": identity})
     return TrainedModel(bundle=bundle, config=cfg, log=pd.DataFrame(payload["log"]),
                         checkpoints=payload["checkpoints"],
-                        train_seconds=float(payload["train_seconds"]), key=key)
+                        train_seconds=float(payload["train_seconds"]),
+                        key=entry_key(material))
