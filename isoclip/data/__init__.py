@@ -7,13 +7,13 @@ models' evaluation sets and suites registered beside the paper's (:mod:`.suites`
 May import: :mod:`isoclip.common`.
 """
 
-from isoclip.data.base import ImageDataset, TextDataset
+from isoclip.data.base import ImageDataset, ImageReadError, TextDataset
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.primitives import COLOURS, SHAPES, ColourSpec, ShapeSpec
 from isoclip.data.world.synthetic import SyntheticWorld, make_world, zero_shot_prompts
 
-__all__ = ["COLOURS", "SHAPES", "ColourSpec", "ImageDataset", "ShapeSpec", "SyntheticWorld",
-           "TextDataset", "WorldConfig", "make_world", "zero_shot_prompts"]
+__all__ = ["COLOURS", "SHAPES", "ColourSpec", "ImageDataset", "ImageReadError", "ShapeSpec",
+           "SyntheticWorld", "TextDataset", "WorldConfig", "make_world", "zero_shot_prompts"]
 
 from isoclip.data.registry import (
                         DatasetFormatError,

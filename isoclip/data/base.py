@@ -37,6 +37,17 @@ def _check_indices(indices: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     return idx
 
 
+class ImageReadError(OSError):
+    """An image file of a dataset cannot be read (the message names the file and dataset)."""
+
+
+def _check_strings(name: str, items: Sequence[object]) -> None:
+    bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{name}: expected str items, got {type(items[bad]).__name__} "
+                        f"{items[bad]!r} at index {bad}")
+
+
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
     """Images with integer class labels.
@@ -58,6 +69,11 @@ class ImageDataset:
     _fingerprint: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.images, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"images: got a {type(self.images).__name__} ({self.images!r}) where a sequence "
+                "of image paths, a sequence of PIL images or a uint8 array [N, H, W, 3] was "
+                "expected; for one image pass [path]")
         if isinstance(self.images, np.ndarray):
             if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
                 raise ValueError(
@@ -65,6 +81,9 @@ class ImageDataset:
                     f"{self.images.dtype} {self.images.shape}"
                 )
         n = len(self.images)
+        if n == 0:
+            raise ValueError(f"ImageDataset {self.name!r}: no images (images is empty); "
+                             "expected at least one image")
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != n:
             raise ValueError(
@@ -77,10 +96,14 @@ class ImageDataset:
                 f"labels: expected values in [0, {len(self.class_names)}) "
                 f"(len(class_names)), got range [{labels.min()}, {labels.max()}]"
             )
-        if self.captions is not None and len(self.captions) != n:
-            raise ValueError(
-                f"captions: expected {n} captions (one per image), got {len(self.captions)}"
-            )
+        if self.captions is not None:
+            if isinstance(self.captions, (str, bytes)):
+                raise TypeError("captions: got one str where a list of N captions was expected")
+            if len(self.captions) != n:
+                raise ValueError(
+                    f"captions: expected {n} captions (one per image), got {len(self.captions)}"
+                )
+            _check_strings("captions", self.captions)
         object.__setattr__(self, "labels", labels.astype(np.int64))
 
     def __len__(self) -> int:
@@ -113,8 +136,14 @@ class ImageDataset:
             return Image.fromarray(src, mode="RGB")
         if isinstance(src, Image.Image):
             return src.convert("RGB")
-        with Image.open(src) as im:
-            return im.convert("RGB")
+        try:
+            with Image.open(src) as im:
+                return im.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for unreadable files
+            raise ImageReadError(
+                f"dataset {self.name!r}: cannot read image {i}, {src} ({type(e).__name__}: {e}). "
+                "The file is missing, truncated or not an image: copy or download it again, "
+                "or leave it out of the dataset.") from e
 
     def fingerprint(self) -> str:
         """A sha256 of the content (pixels or file path+size+mtime, labels, captions, name).
@@ -128,12 +157,15 @@ class ImageDataset:
         if isinstance(self.images, np.ndarray):
             _hash_update_array(h, self.images)
         else:
-            for src in self.images:
+            for i, src in enumerate(self.images):
                 if isinstance(src, Image.Image):
                     h.update(src.convert("RGB").tobytes())
                 else:
                     p = Path(src)
-                    st = p.stat()
+                    try:
+                        st = p.stat()
+                    except OSError as e:
+                        raise ImageReadError(f"dataset {self.name!r}: image {i}, {src}: {e}") from e
                     h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
         _hash_update_array(h, self.labels)
         for c in self.class_names:
@@ -160,6 +192,9 @@ class TextDataset:
     name: str
 
     def __post_init__(self) -> None:
+        if isinstance(self.texts, (str, bytes)):
+            raise TypeError("texts: got one str where a list of N strings was expected")
+        _check_strings("texts", self.texts)
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != len(self.texts):
             raise ValueError(

@@ -291,6 +291,35 @@ def _crop(path: Path, box: np.ndarray) -> Image.Image:
         return im.convert("RGB").crop(tuple(float(v) for v in box))
 
 
+_PLAIN = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str",
+          "bytes", "bytearray")
+#: The only globals a ``gnd_*.pkl`` may name: builtin containers and scalars (``__builtin__``
+#: in protocol-2 pickles) and what numpy pickles arrays and scalars with (numpy 1 and 2 names).
+GND_PICKLE_GLOBALS = frozenset(
+    {(m, n) for m in ("builtins", "__builtin__") for n in _PLAIN}
+    | {("collections", "OrderedDict"), ("_codecs", "encode"), ("numpy", "ndarray"),
+       ("numpy", "dtype")}
+    | {(f"numpy.{core}.multiarray", n) for core in ("core", "_core")
+       for n in ("_reconstruct", "scalar")}
+    | {(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")})
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
+class _GndUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (:data:`GND_PICKLE_GLOBALS`): a pickle naming any other
+    global (``os.system``, a class) is refused before anything of it runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in GND_PICKLE_GLOBALS:
+            raise _RefusedGlobal(f"the pickle calls {module}.{name}")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy >= 2
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
 def read_revisited(ctx: ReadContext, crop_queries: bool = False,
                    with_distractors: bool = False) -> RetrievalData:
     """``gnd_<name>.pkl`` (revisitop format: ``imlist``, ``qimlist``, ``gnd``) + ``jpg/``.
@@ -306,7 +335,12 @@ def read_revisited(ctx: ReadContext, crop_queries: bool = False,
     path = ctx.path(ctx.info.index_file)
     try:
         with open(path, "rb") as f:
-            cfg = pickle.load(f)
+            cfg = _GndUnpickler(f).load()
+    except _RefusedGlobal as e:
+        raise ctx.malformed(path, f"refused: {e}. A revisitop ground-truth file holds only "
+                                  "lists, dicts, strings, numbers and numpy arrays; this one "
+                                  "would run other code, so it was not loaded. Download it "
+                                  "again from the official source") from None
     except Exception as e:  # any unpickling failure means the file is unusable
         raise ctx.malformed(path, f"cannot unpickle ({type(e).__name__}: {e})") from e
     _expect(isinstance(cfg, Mapping)

@@ -13,6 +13,8 @@ import contextlib
 import difflib
 import logging
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -172,6 +174,65 @@ def _weights_hint(name: str, tag: str, cache_dir: str | os.PathLike | None = Non
     )
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be used: empty, truncated or corrupt, holding more than plain
+    weights (refused, as loading it could run code), or made for another architecture."""
+
+
+def _weights_id(name: str, pretrained: str | os.PathLike[str], text: str) -> str:
+    """``"tag:<tag>"`` or ``"file:<sha256>"`` for a ``pretrained`` argument (see load_model)."""
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if not isinstance(pretrained, os.PathLike) and text in tags:
+        return f"tag:{text}"
+    path = Path(text)
+    if path.is_file():
+        return "file:" + file_sha256(path)
+    known = tags or "none (this architecture has no released weights)"
+    if isinstance(pretrained, os.PathLike) or path.suffix or os.sep in text:
+        raise FileNotFoundError(
+            f"pretrained={text!r}: checkpoint file not found (no such file: {path.absolute()}), "
+            f"and not a known tag for model {name!r}. Known tags: {known}. Pass one of them or "
+            "the path of an existing checkpoint.")
+    raise ValueError(
+        f"pretrained={text!r}: not a known tag for model {name!r} and no such file in "
+        f"{Path.cwd()}. Known tags: {known}.")
+
+
+def _checkpoint_problem(name: str, path: str, error: BaseException) -> str:
+    """Why open_clip could not load checkpoint ``path`` into ``name``, and what to do."""
+    size = os.path.getsize(path)
+    first = " ".join(str(error).split())
+    first = first if len(first) <= 300 else first[:297] + "..."
+    if size == 0:
+        return (f"checkpoint {path} is empty (0 bytes): the download or copy did not complete. "
+                "Download it again.")
+    try:
+        if Path(path).suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as f:
+                list(f.keys())
+        elif Path(path).suffix not in {".npz", ".npy"}:
+            torch.load(path, map_location="cpu", weights_only=True,
+                       mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            hint = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), "")
+            return (f"checkpoint {path} holds objects other than tensors and plain containers "
+                    f"({hint or 'not plain weights'}); it was refused, since loading it could "
+                    "run code. Use a checkpoint that holds a state_dict (download it again from "
+                    "a trusted source, or save model.state_dict()).")
+        return (f"checkpoint {path} ({size} bytes) cannot be read ({type(e).__name__}: {e}): it "
+                "is truncated or corrupt. Download it again.")
+    except Exception as e:  # noqa: BLE001 - any failure to read means the file is damaged
+        return (f"checkpoint {path} ({size} bytes) cannot be read ({type(e).__name__}: "
+                f"{(str(e).strip().splitlines() or [''])[0]}): it is truncated or corrupt. "
+                "Download it again.")
+    return (f"checkpoint {path} does not fit the architecture of model {name!r} "
+            f"({type(error).__name__}: {first}). Pass the open_clip model name the checkpoint "
+            "was trained with (e.g. its config name), or a checkpoint of this model.")
+
+
 def load_model(
     name: str,
     pretrained: str | os.PathLike | None = None,
@@ -186,7 +247,9 @@ def load_model(
         name: open_clip model name (``"ViT-B-32"``), an isoclip tiny config
             (``"isoclip-tiny-vit"``), or an ``hf-hub:``/``local-dir:`` identifier.
         pretrained: None (random init, seeded with ``seed``), an open_clip pretrained tag
-            (``"openai"``, ``"datacomp_xl_s13b_b90k"``), or a path to a checkpoint file.
+            (``"openai"``, ``"datacomp_xl_s13b_b90k"``), or a path to a checkpoint file (any
+            name, e.g. ``"tiny.ckpt"``; a known tag wins over a file of the same name, write
+            ``"./openai"`` for the file). Checkpoints are read with ``weights_only=True``.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``.
         cache_dir: where open_clip looks for/downloads hub weights (Hugging Face cache layout);
             None: ``HF_HUB_CACHE`` / ``HF_HOME`` / ``~/.cache/huggingface``. ``HF_HUB_OFFLINE=1``
@@ -195,7 +258,10 @@ def load_model(
 
     Raises:
         ValueError: unknown model name or pretrained tag (the message lists what exists).
-        FileNotFoundError: ``pretrained`` looks like a path that does not exist.
+        FileNotFoundError: ``pretrained`` looks like a path (a suffix or a folder) but no such
+            file exists.
+        CheckpointError: the checkpoint file is empty, truncated, holds more than weights, or
+            belongs to another architecture (the message names the file and what to do).
         MissingWeightsError: a valid tag whose weights cannot be loaded offline.
     """
     register_configs()
@@ -203,25 +269,10 @@ def load_model(
     dev = resolve_device(device)
     pretrained_str = None if pretrained is None else str(pretrained)
     weights_id: str
-    if pretrained_str is None:
+    if pretrained is None:
         weights_id = f"random-init:seed={seed}"
-    elif (Path(pretrained_str).suffix in {".pt", ".pth", ".bin", ".safetensors"}
-          or os.sep in pretrained_str):
-        if not Path(pretrained_str).is_file():
-            raise FileNotFoundError(
-                f"pretrained={pretrained_str!r}: checkpoint file not found. Pass an open_clip "
-                f"tag (known for {name!r}: {open_clip.list_pretrained_tags_by_model(name)}) "
-                "or the path of an existing checkpoint."
-            )
-        weights_id = "file:" + file_sha256(pretrained_str)
     else:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if pretrained_str not in tags:
-            raise ValueError(
-                f"pretrained={pretrained_str!r}: not a known tag for model {name!r}. "
-                f"Known tags: {tags or 'none (this architecture has no released weights)'}."
-            )
-        weights_id = f"tag:{pretrained_str}"
+        weights_id = _weights_id(name, pretrained, str(pretrained))
 
     torch.manual_seed(seed)
     quiet = expected_random_init() if pretrained_str is None else contextlib.nullcontext()
@@ -229,11 +280,13 @@ def load_model(
         with quiet, _honour_hub_offline():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained_str, device=dev,
-                cache_dir=None if cache_dir is None else str(cache_dir),
+                cache_dir=None if cache_dir is None else str(cache_dir), weights_only=True,
             )
-    except RuntimeError as e:
-        if pretrained_str is not None and weights_id.startswith("tag:"):
-            raise MissingWeightsError(_weights_hint(name, pretrained_str, cache_dir)) from e
+    except Exception as e:
+        if pretrained_str is not None and weights_id.startswith("file:"):
+            raise CheckpointError(_checkpoint_problem(name, pretrained_str, e)) from e
+        if isinstance(e, RuntimeError) and weights_id.startswith("tag:"):
+            raise MissingWeightsError(_weights_hint(name, str(pretrained_str), cache_dir)) from e
         raise
     model.eval()
     tokenizer = open_clip.get_tokenizer(name)
