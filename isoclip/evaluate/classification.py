@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isoclip.evaluate.retrieval import as_features, as_labels
+from isoclip.evaluate.retrieval import as_features, as_labels, unit_rows
 
 if TYPE_CHECKING:
     from isoclip.method.projectors import Projectors
@@ -82,8 +82,9 @@ def topk_accuracy(logits: Tensor, labels: Any, topk: Sequence[int] = (1,)) -> di
 
 
 def cosine_logits(x: Tensor, w: Tensor) -> Tensor:
-    """Cosine similarities [N, C] of the rows of ``x`` [N, D] and ``w`` [C, D] (float32)."""
-    return F.normalize(x.float(), dim=1) @ F.normalize(w.float(), dim=1).T
+    """Cosine similarities [N, C] of the rows of ``x`` [N, D] and ``w`` [C, D] (float32; any
+    scale, see :func:`isoclip.evaluate.retrieval.unit_rows`)."""
+    return unit_rows(x) @ unit_rows(w).T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def class_embeddings(prompt_features: Sequence[Tensor] | Tensor) -> Tensor:
         if p.ndim != 2 or p.shape[0] == 0:
             raise ValueError(f"prompt_features[{c}]: expected [T, d] with T >= 1, got "
                              f"{tuple(p.shape)}")
-        out.append(F.normalize(F.normalize(p.float(), dim=1).mean(0), dim=0))
+        out.append(F.normalize(unit_rows(p).mean(0), dim=0))
     return torch.stack(out)
 
 
@@ -257,8 +258,8 @@ def knn_predict(train_features: Any, train_labels: Any, test_features: Any, k: i
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= tr.shape[0]:
         raise ValueError(f"k: expected an int in [1, {tr.shape[0]}] (training size), got {k!r}")
     c = int(y.max()) + 1
-    trn = F.normalize(tr.float(), dim=1)
-    ten = F.normalize(te.float(), dim=1)
+    trn = unit_rows(tr)
+    ten = unit_rows(te)
     preds = []
     for a in range(0, ten.shape[0], chunk_size):
         nn_idx = (ten[a:a + chunk_size] @ trn.T).topk(k, dim=1).indices

@@ -90,6 +90,7 @@ __all__ = [
     "Relevance",
     "as_labels",
     "as_features",
+    "unit_rows",
 ]
 
 #: Default number of similarity entries per chunk (chunk_size = this // gallery size).
@@ -116,6 +117,30 @@ def as_features(name: str, x: Any) -> Tensor:
         raise ValueError(f"{name}: {len(zero)} all-zero rows (cosine undefined), "
                          f"first at row {int(zero[0])}")
     return t
+
+
+#: Rows whose largest entry lies in [2^-32, 2^32] normalise exactly in float32 as they are.
+_SAFE_EXPONENT = 32
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """The rows of ``x`` [N, D] L2-normalised, float32 [N, D], whatever their scale.
+
+    ``F.normalize(x.float())`` overflows for rows of norm above about 1e19 (squares beyond
+    float32's range) and leaves rows of norm below its eps 1e-12 unnormalised. When some row's
+    largest entry is outside [2^-32, 2^32], every row is first multiplied in float64 by the
+    power of two that brings its largest entry into [0.5, 1); a power-of-two factor is exact,
+    so the result is the normalisation of the row itself. Otherwise (features of ordinary
+    scale) this is ``F.normalize(x.float(), dim=1)``, bit for bit.
+    """
+    if not x.is_floating_point():
+        x = x.float()
+    _, e = torch.frexp(x.abs().amax(dim=1, keepdim=True))
+    if bool(((e < -_SAFE_EXPONENT) | (e > _SAFE_EXPONENT)).any()):
+        # 2^-e in two factors: a single one would overflow for float64 subnormal rows
+        half = torch.div(-e, 2, rounding_mode="floor").double()
+        x = x.double() * torch.pow(2.0, half) * torch.pow(2.0, -e.double() - half)
+    return F.normalize(x.float(), dim=1)
 
 
 def as_labels(name: str, y: Any, n: int, n_name: str) -> Tensor:
@@ -413,8 +438,8 @@ def query_metrics(query: Any, gallery: Any, query_labels: Any, gallery_labels: A
     ql = as_labels("query_labels", query_labels, q, "query")
     gl = as_labels("gallery_labels", gallery_labels, g, "gallery")
     _check_same_split(same_split, q, g, ql, gl)
-    qn = F.normalize(qf.to(torch.float32), dim=1)
-    gn = F.normalize(gf.to(torch.float32), dim=1)
+    qn = unit_rows(qf)
+    gn = unit_rows(gf)
     gt = gn.T.contiguous()
     rel = Relevance(ql, gl)
     chunk = _chunk_rows(chunk_size, g)
@@ -708,5 +733,5 @@ def evaluate_revisited(query: Any, gallery: Any, gnd: Sequence[Mapping[str, Any]
     if qf.shape[1] != gf.shape[1]:
         raise ValueError(f"query and gallery: feature dimensions differ ({qf.shape[1]} vs "
                          f"{gf.shape[1]})")
-    scores = F.normalize(qf.float(), dim=1) @ F.normalize(gf.float(), dim=1).T
+    scores = unit_rows(qf) @ unit_rows(gf).T
     return evaluate_revisited_scores(scores, gnd, ks, official_map_easy)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from isoclip.method.operator import SVD, svd
+from isoclip.method.operator import SVD, svd_for
 from isoclip.method.projectors import Projectors
 
 #: The official per-backbone bands (k_top, k_bottom) of the IsoCLIP scripts, with the rank r of
@@ -90,7 +90,11 @@ class Band:
 
 
 def band_basis(dec: SVD, band: Band) -> tuple[Tensor, Tensor]:
-    """``(U_S [d_i, k], V_S [d_t, k])``: the kept singular vectors, k = r - k_top - k_bottom."""
+    """``(U_S [d_i, k], V_S [d_t, k])``: the kept singular vectors, k = r - k_top - k_bottom.
+
+    ``dec`` is taken as given; to use it with projectors ``P``, obtain it from
+    ``svd_for(P, dec)`` (as :func:`iso_projectors` does), which refuses the SVD of other
+    projectors."""
     s = band.indices(dec.r)
     return dec.U[:, s], dec.V[:, s]
 
@@ -102,18 +106,16 @@ def iso_projectors(P: Projectors, band: Band, dec: SVD | None = None) -> Project
         P: the model's projectors (e.g. ``get_projectors(model)``; ``P.augmented()`` for the
             official SigLIP treatment of biases).
         band: which singular directions of Psi to drop.
-        dec: ``svd(P)`` if already computed (it must be the SVD of ``psi(P)``).
+        dec: ``svd(P)`` if already computed (checked by :func:`isoclip.method.operator.svd_for`:
+            the SVD of other projectors is refused).
 
     Returns:
         Projectors with the same shapes, biases and dtype as ``P`` (computed in float64).
 
     Raises:
-        ValueError: ``k_top + k_bottom >= r``, or ``dec`` shapes do not match ``P``.
+        ValueError: ``k_top + k_bottom >= r``, or ``dec`` is not the SVD of ``psi(P)``.
     """
-    dec = svd(P) if dec is None else dec
-    if dec.U.shape[0] != P.d_i or dec.V.shape[0] != P.d_t:
-        raise ValueError(f"SVD with U {tuple(dec.U.shape)}, V {tuple(dec.V.shape)} does not match "
-                         f"projectors with d_i={P.d_i}, d_t={P.d_t}")
+    dec = svd_for(P, dec)
     U_S, V_S = band_basis(dec, band)
     W_i = (P.W_i.double() @ U_S) @ U_S.T
     W_t = (P.W_t.double() @ V_S) @ V_S.T

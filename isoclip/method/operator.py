@@ -20,6 +20,7 @@ Everything here is computed in float64.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -35,6 +36,8 @@ __all__ = [
     "psi_text",
     "SVD",
     "svd",
+    "svd_for",
+    "projector_fingerprint",
     "normalized_spectrum",
     "effective_rank",
     "log_slope",
@@ -68,11 +71,15 @@ class SVD(NamedTuple):
         U: [rows, r] left singular vectors (for Psi: the image pre-projection space).
         S: [r] singular values, non-increasing.
         V: [cols, r] right singular vectors (for Psi: the text pre-projection space).
+        source: :func:`projector_fingerprint` of the projectors whose Psi this is, None for
+            the SVD of a plain matrix; :func:`svd_for` checks it before the SVD is used with
+            projectors.
     """
 
     U: Tensor
     S: Tensor
     V: Tensor
+    source: str | None = None
 
     @property
     def r(self) -> int:
@@ -83,13 +90,59 @@ def svd(M: Projectors | Tensor) -> SVD:
     """Thin float64 SVD of ``Psi(P)`` (given :class:`Projectors`) or of a given matrix.
 
     Singular vectors belonging to equal singular values (or to the zero singular values of a
-    rank-deficient matrix) are only defined up to a rotation within their subspace.
+    rank-deficient matrix) are only defined up to a rotation within their subspace. The SVD
+    of projectors records their :func:`projector_fingerprint` (``source``).
     """
     mat = psi(M) if isinstance(M, Projectors) else M.double()
     if mat.ndim != 2:
         raise ValueError(f"svd needs a matrix, got shape {tuple(mat.shape)}")
     U, S, Vh = torch.linalg.svd(mat, full_matrices=False)
-    return SVD(U=U, S=S, V=Vh.mT)
+    source = projector_fingerprint(M) if isinstance(M, Projectors) else None
+    return SVD(U=U, S=S, V=Vh.mT, source=source)
+
+
+def projector_fingerprint(P: Projectors) -> str:
+    """Identity of the weights ``W_i, W_t`` of ``P`` (blake2b of their float64 values and
+    shapes): equal for ``P`` and ``P.double()``, different as soon as one weight differs.
+    Biases are left out, as they are not part of Psi."""
+    h = hashlib.blake2b(digest_size=16)
+    for W in (P.W_i, P.W_t):
+        w = W.detach().to("cpu", torch.float64).contiguous()
+        h.update(str(tuple(w.shape)).encode())
+        h.update(w.numpy().tobytes())
+    return h.hexdigest()
+
+
+def svd_for(P: Projectors, dec: SVD | None = None) -> SVD:
+    """``svd(P)``, or ``dec`` once it is checked to be the SVD of ``Psi(P)``.
+
+    A ``dec`` computed by ``svd(P)`` (same weights, any dtype) is recognised by its
+    ``source`` fingerprint. Any other ``dec`` (of other projectors, or of a plain matrix) is
+    accepted only if it reconstructs ``Psi(P)``: ``|U diag(S) V^T - Psi| <= 1e-6 |Psi|``
+    (Frobenius norms), which also admits projectors that differ from ``P`` only by a rotation
+    of the shared space.
+
+    Raises:
+        ValueError: ``dec`` does not fit ``P`` (shapes), or is the SVD of another Psi; the
+            message gives the relative reconstruction error.
+    """
+    if dec is None:
+        return svd(P)
+    if dec.U.shape[0] != P.d_i or dec.V.shape[0] != P.d_t:
+        raise ValueError(f"dec: SVD with U {tuple(dec.U.shape)}, V {tuple(dec.V.shape)} does "
+                         f"not match projectors with d_i={P.d_i}, d_t={P.d_t}")
+    if dec.source is not None and dec.source == projector_fingerprint(P):
+        return dec
+    M = psi(P)
+    err = float(torch.linalg.norm((dec.U.double() * dec.S.double()) @ dec.V.double().T - M))
+    rel = err / max(float(torch.linalg.norm(M)), torch.finfo(torch.float64).tiny)
+    if not rel <= 1e-6:
+        what = "a plain matrix" if dec.source is None else "other projectors"
+        raise ValueError(
+            f"dec: not the SVD of these projectors (it was computed from {what}; "
+            f"|U S V^T - Psi(P)| / |Psi(P)| = {rel:.3g}). Pass svd(P) of the same projectors, "
+            "or None.")
+    return dec
 
 
 def normalized_spectrum(S: Tensor) -> Tensor:

@@ -94,6 +94,13 @@ class Projectors:
     image_linearized: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("W_i", "W_t", "b_i", "b_t"):
+            t = getattr(self, name)
+            if t is not None and not (isinstance(t, Tensor) and t.is_floating_point()):
+                got = t.dtype if isinstance(t, Tensor) else type(t).__name__
+                raise TypeError(f"Projectors.{name}: expected a floating-point tensor, got {got} "
+                                "(integer weights would be truncated when results are cast back "
+                                "to their dtype; convert with .float() or .double())")
         if self.W_i.ndim != 2 or self.W_t.ndim != 2:
             raise ValueError(f"W_i and W_t must be 2-D, got shapes {tuple(self.W_i.shape)} "
                              f"and {tuple(self.W_t.shape)}")

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from isoclip.common.types import check_modality
 from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
-from isoclip.method.operator import SVD, svd
+from isoclip.method.operator import SVD, svd_for
 from isoclip.method.projectors import Projectors
 from isoclip.selection.sweep import BandScorer, grid_bands
 
@@ -178,7 +178,7 @@ def select_band(P: Projectors, method: str = "isotropy", *, dec: SVD | None = No
         ``"paper"``: :func:`paper_scaled_band` (the official ViT-B/32 band rescaled to r);
             ``task`` (``"image"``/``"text"``), ``model``, ``pretrained`` are passed on.
     """
-    dec = svd(P) if dec is None else dec
+    dec = svd_for(P, dec)
     if method == "isotropy":
         # Psi = W_i^T W_t has rank <= d: when d < min(d_i, d_t) (e.g. a SharedCLIP with
         # d_i = d_t > d) its last r - d singular values are zero and always dropped, so that

@@ -21,7 +21,7 @@ from isoclip.common.threads import torch_threads
 from isoclip.common.types import Modality, check_modality
 from isoclip.evaluate.retrieval import FixedLabelRanker
 from isoclip.method.bands import Band, iso_projectors
-from isoclip.method.operator import SVD, svd
+from isoclip.method.operator import SVD, svd_for
 from isoclip.method.projectors import Projectors
 
 __all__ = ["BandScorer", "best_band", "grid_bands", "naive_band_metrics", "sweep_bands"]
@@ -51,7 +51,7 @@ class BandScorer:
                  modality: Modality = "image", dec: SVD | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         check_modality("modality", modality)
-        self.dec = svd(P) if dec is None else dec
+        self.dec = svd_for(P, dec)
         self.r = self.dec.r
         self.modality = modality
         self.dtype = dtype

@@ -61,7 +61,7 @@ from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 from isoclip.data.world.stream import train_stream
 from isoclip.method.bands import Band
-from isoclip.method.operator import SVD, effective_rank, svd
+from isoclip.method.operator import SVD, effective_rank, svd, svd_for
 from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.selection.analysis import region_decay_rates
 from isoclip.selection.rules import select_band
@@ -308,7 +308,7 @@ def domain_agreement_band(P: Projectors, image_preproj: Tensor, text_preproj: Te
     """
     from isoclip.selection.rules import agreement_sweep
 
-    dec = svd(P) if dec is None else dec
+    dec = svd_for(P, dec)
     n = len(image_preproj)
     g = np.zeros(n, dtype=np.int64) if groups is None else _check_groups("groups", groups, n)
     rank = min(dec.r, P.d)
@@ -374,7 +374,7 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
     if len(query) < 2:
         raise ValueError(f"query: expected at least 2 queries (held-out oracle), got "
                          f"{len(query)}")
-    dec = svd(P) if dec is None else dec
+    dec = svd_for(P, dec)
     auto = select_band(P, "isotropy", dec=dec) if auto_band is None else auto_band
     ql = np.array(np.asarray(query_labels))
     gl = np.array(np.asarray(gallery_labels))
@@ -732,7 +732,7 @@ def direction_factor_share(P: Projectors, features: Tensor, factors: Mapping[str
         ValueError: bad modality, or a factor without one entry per row.
     """
     check_modality("modality", modality)
-    dec = svd(P) if dec is None else dec
+    dec = svd_for(P, dec)
     B = dec.U if modality == "image" else dec.V
     c = torch.as_tensor(features).double() @ B  # [N, r]
     c = c - c.mean(0)
