@@ -79,7 +79,7 @@ def test_scorer_is_the_iso_projector_cosine_with_bias() -> None:
     torch.testing.assert_close(s, e[:5] @ e[5:9].T)
 
 
-def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:  # noqa: ANN001
+def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:
     P, f, w = embedded_bundle_preproj
     q, g = f.query_images[::4], f.gallery_images[::4]
     ql, gl = w.query.labels[::4], w.gallery.labels[::4]
@@ -97,7 +97,7 @@ def test_sweep_tiny_model_bands(embedded_bundle_preproj) -> None:  # noqa: ANN00
 
 
 @pytest.fixture(scope="module")
-def embedded_bundle_preproj():  # noqa: ANN201
+def embedded_bundle_preproj():
     """Pre-projection features of a trained tiny model: the book's default model when
     ``make models`` has cached it (never trained here), else the same architecture trained
     for 60 steps on 20 pairs per class (the sweep equals the naive reference on any model)."""
@@ -198,7 +198,7 @@ def test_agreement_bad_input_is_named() -> None:
         select_band(P, "agreement", image_preproj=fi, text_preproj=ft, modality="audio")
 
 
-def test_calibration_pairs_come_from_training_pairs(tiny, isolated_cache) -> None:  # noqa: ANN001
+def test_calibration_pairs_come_from_training_pairs(tiny, isolated_cache) -> None:
     from isoclip.data.world.config import WorldConfig
     from isoclip.data.world.synthetic import make_world
     from isoclip.models.features import image_features, text_features

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isoclip.common.threads import torch_threads
 from isoclip.baselines.whitening import projected
+from isoclip.common.threads import torch_threads
 from isoclip.common.types import MODALITIES, check_modality
 from isoclip.evaluate.gap import shift_rows
 from isoclip.method.projectors import Projectors
@@ -48,7 +48,7 @@ def test_torch_threads_sets_and_restores() -> None:
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_torch_threads_rejects_bad_counts(bad) -> None:  # noqa: ANN001
+def test_torch_threads_rejects_bad_counts(bad) -> None:
     before = torch.get_num_threads()
     with pytest.raises(ValueError, match=r"^n: expected an int >= 1 or None"):
         with torch_threads(bad):

@@ -31,7 +31,7 @@ DIRECTIONS = ["symmetric", "image_to_text", "text_to_image"]
 def batch(N: int = 7, d: int = 6, d_i: int = 9, d_t: int = 8,
           seed: int = 0) -> tuple[Projectors, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)
     # make positives more similar than negatives, like a partly trained model
     P = Projectors(rnd(d, d_i), rnd(d, d_t))
     f = rnd(N, d_i)

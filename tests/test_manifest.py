@@ -57,7 +57,7 @@ def test_every_model_a_notebook_asks_for_is_in_the_manifest() -> None:
     helpers) have the manifest's cache keys."""
     keys = set(_keys().values())
 
-    def key(world, train) -> str:  # noqa: ANN001
+    def key(world, train) -> str:
         return mf.cache_key(mf.spec("notebook", world, train))
 
     p = _parameters("01_embedded_default")

@@ -219,7 +219,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     class Boom(Exception):
         pass
 
-    def failing_save(obj, f):  # noqa: ANN001
+    def failing_save(obj, f):
         f.write(b"partial")
         raise Boom
 

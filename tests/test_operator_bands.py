@@ -58,7 +58,7 @@ def apply_iso_reference(W_image: torch.Tensor, W_text: torch.Tensor, k_top: int,
 
 def random_projectors(d: int, d_i: int, d_t: int, seed: int = 0, bias: bool = False) -> Projectors:
     gen = torch.Generator().manual_seed(seed)
-    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)
     return Projectors(rnd(d, d_i), rnd(d, d_t), rnd(d) if bias else None,
                       rnd(d) if bias else None)
 

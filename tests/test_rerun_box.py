@@ -8,7 +8,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from isoclip.notebooks import notebook_paths, notebook_parameters, rerun_box
+from isoclip.notebooks import notebook_parameters, notebook_paths, rerun_box
 
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)

@@ -55,7 +55,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
     """Full-match regex of every caption ``template`` can produce (any synonyms)."""
     shapes = sorted({s for spec in SHAPES.values() for s in spec.synonyms}, key=len)[::-1]
     colours = sorted({c for spec in COLOURS.values() for c in spec.synonyms}, key=len)[::-1]
-    alt = lambda words: "(?:" + "|".join(re.escape(w) for w in words) + ")"  # noqa: E731
+    alt = lambda words: "(?:" + "|".join(re.escape(w) for w in words) + ")"
     parts = re.split(r"(\{shape\}|\{colour\})", _no_an(template))
     return re.compile("".join(alt(shapes) if p == "{shape}" else alt(colours)
                               if p == "{colour}" else re.escape(p) for p in parts))
@@ -244,7 +244,7 @@ def test_every_template_fits_the_context_length() -> None:
     import open_clip
 
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
-    n_tokens = lambda text: len(tokenizer.encode(text))  # noqa: E731 (no start/end tokens)
+    n_tokens = lambda text: len(tokenizer.encode(text))
     # BPE works word by word, so the longest synonym in tokens gives the longest caption.
     shape = max((s for spec in SHAPES.values() for s in spec.synonyms), key=n_tokens)
     colour = max((c for spec in COLOURS.values() for c in spec.synonyms), key=n_tokens)

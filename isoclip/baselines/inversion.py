@@ -53,23 +53,23 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 __all__ = [
-    "OTI_TEMPLATE",
+    "INIT_STD",
+    "LEARNING_RATE",
     "OTI_NUM_PSEUDO_TOKENS",
     "OTI_STEPS",
+    "OTI_TEMPLATE",
     "OVI_NUM_PSEUDO_PATCHES",
     "OVI_STEPS",
-    "LEARNING_RATE",
-    "WEIGHT_DECAY",
-    "INIT_STD",
-    "SEED",
     "PLACEHOLDER",
+    "SEED",
+    "WEIGHT_DECAY",
     "InversionResult",
-    "placeholder_positions",
+    "encode_image_with_pseudo_patches",
     "encode_text_with_pseudo_tokens",
     "expand_pseudo_patches",
-    "encode_image_with_pseudo_patches",
     "oti",
     "ovi",
+    "placeholder_positions",
 ]
 
 #: OTI template (``configs/oti/*.yaml`` ``template_sentence``; ``oti_template_prompt``).

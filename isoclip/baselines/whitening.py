@@ -50,17 +50,17 @@ from isoclip.method.bands import Band, iso_projectors
 from isoclip.method.projectors import Projectors
 
 __all__ = [
-    "Transform",
     "ZCA_EPS",
+    "Transform",
     "Whitening",
-    "fit_zca",
-    "zca_whiten",
-    "mean_center",
-    "random_orthonormal_basis",
-    "random_band_projectors",
-    "projected",
-    "pre_projection",
     "ablation_transforms",
+    "fit_zca",
+    "mean_center",
+    "pre_projection",
+    "projected",
+    "random_band_projectors",
+    "random_orthonormal_basis",
+    "zca_whiten",
 ]
 
 #: A transform of (query [Nq, k], gallery [Ng, k]) into features compared by cosine.

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image
 
-ImageSource = Union[np.ndarray, Sequence[Image.Image], Sequence[Union[str, os.PathLike]]]
+ImageSource = Union[np.ndarray, Sequence[Image.Image], Sequence[str | os.PathLike]]
 
 
-def _hash_update_array(h: "hashlib._Hash", a: np.ndarray) -> None:
+def _hash_update_array(h: hashlib._Hash, a: np.ndarray) -> None:
     a = np.ascontiguousarray(a)
     h.update(str(a.dtype).encode())
     h.update(str(a.shape).encode())

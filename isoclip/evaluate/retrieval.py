@@ -78,18 +78,18 @@ from torch import Tensor
 from isoclip.common.threads import torch_threads
 
 __all__ = [
+    "FixedLabelRanker",
+    "Relevance",
+    "as_features",
+    "as_labels",
     "evaluate",
     "evaluate_cross_modal",
     "evaluate_revisited",
     "evaluate_revisited_scores",
     "evaluate_scores",
-    "FixedLabelRanker",
     "query_metrics",
     "query_metrics_scores",
     "relevant_ranks",
-    "Relevance",
-    "as_labels",
-    "as_features",
     "unit_rows",
 ]
 

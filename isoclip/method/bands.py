@@ -147,4 +147,4 @@ def paper_scaled_band(r: int, model: str = "ViT-B-32", pretrained: str = "openai
     return Band(top, bottom)
 
 
-__all__ = ["Band", "PAPER_BANDS", "band_basis", "iso_projectors", "paper_scaled_band"]
+__all__ = ["PAPER_BANDS", "Band", "band_basis", "iso_projectors", "paper_scaled_band"]

@@ -54,15 +54,15 @@ from isoclip.method.operator import psi, psi_image, psi_text
 from isoclip.method.projectors import Projectors
 
 __all__ = [
-    "Direction",
     "CosineDecomposition",
-    "cosine_decomposition",
-    "clip_loss_from_projectors",
+    "Direction",
     "FeatureGradients",
-    "feature_gradients",
     "WeightGradients",
-    "weight_gradients",
+    "clip_loss_from_projectors",
+    "cosine_decomposition",
+    "feature_gradients",
     "gradient_term_norms",
+    "weight_gradients",
 ]
 
 #: Which part of the CLIP loss: the symmetric loss, or one of its two cross-entropy halves.

@@ -31,19 +31,19 @@ from torch import Tensor
 from isoclip.method.projectors import Projectors
 
 __all__ = [
+    "SVD",
+    "SpectrumStats",
+    "effective_rank",
+    "log_slope",
+    "normalized_spectrum",
+    "projector_fingerprint",
     "psi",
     "psi_image",
     "psi_text",
-    "SVD",
+    "spectrum_stats",
     "svd",
     "svd_for",
-    "projector_fingerprint",
-    "normalized_spectrum",
-    "effective_rank",
-    "log_slope",
     "window_isotropy",
-    "SpectrumStats",
-    "spectrum_stats",
 ]
 
 

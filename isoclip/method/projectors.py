@@ -56,11 +56,11 @@ from torch import Tensor, nn
 
 __all__ = [
     "Projectors",
-    "get_projectors",
+    "augment_features",
     "encode_image_preproj",
     "encode_text_preproj",
+    "get_projectors",
     "linearize_map_head",
-    "augment_features",
 ]
 
 

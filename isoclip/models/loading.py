@@ -15,9 +15,9 @@ import logging
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import open_clip
 import torch
@@ -30,7 +30,7 @@ _REGISTERED = False
 
 
 @contextlib.contextmanager
-def expected_random_init() -> "contextlib.AbstractContextManager[None]":
+def expected_random_init() -> contextlib.AbstractContextManager[None]:
     """Silence open_clip's "No pretrained weights loaded" warning where random init is intended
     (our tiny models before training, ``pretrained=None`` tests); other warnings pass."""
 

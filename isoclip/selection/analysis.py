@@ -17,7 +17,7 @@ from torch import Tensor
 
 from isoclip.method.bands import Band
 
-__all__ = ["region_bands", "region_decay_rates", "pos_neg_scores", "histogram_overlap"]
+__all__ = ["histogram_overlap", "pos_neg_scores", "region_bands", "region_decay_rates"]
 
 
 def region_bands(r: int, band: Band) -> dict[str, Band]:

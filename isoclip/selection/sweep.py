@@ -179,7 +179,7 @@ def naive_band_metrics(P: Projectors, query_preproj: Tensor, gallery_preproj: Te
     ``exact=True`` projects and takes cosines in float64 (:func:`evaluate_scores`);
     ``exact=False`` uses the model dtype and :func:`evaluate` (float32 cosines).
     """
-    from isoclip.evaluate.retrieval import evaluate, evaluate_scores  # noqa: PLC0415
+    from isoclip.evaluate.retrieval import evaluate, evaluate_scores
     Pd = P.double() if exact else P
     iso = iso_projectors(Pd, band, dec)
     proj = iso.project_image if modality == "image" else iso.project_text

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, replace
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 import pandas as pd
@@ -33,9 +33,21 @@ from isoclip.models.loading import ModelBundle
 from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
 from isoclip.training.trainer import TrainConfig, TrainedModel, create_model, load_or_train
 
-__all__ = ["DATA_SCALE_RUNS", "DATA_SCALE_WORLDS", "DATA_SCALE_STEPS", "DATA_SCALE_MIN_STEP",
-           "distinct_pairs", "scale_train_config", "kept_steps", "checkpoint_bundle", "run_data_scale",
-           "load_data_scale", "study_rows", "data_scale_summary", "data_scale_figure"]
+__all__ = [
+    "DATA_SCALE_MIN_STEP",
+    "DATA_SCALE_RUNS",
+    "DATA_SCALE_STEPS",
+    "DATA_SCALE_WORLDS",
+    "checkpoint_bundle",
+    "data_scale_figure",
+    "data_scale_summary",
+    "distinct_pairs",
+    "kept_steps",
+    "load_data_scale",
+    "run_data_scale",
+    "scale_train_config",
+    "study_rows",
+]
 
 #: Worlds of the axis: the compositional ``rich`` world of the regime study (up to 3 objects,
 #: optional attributes captioned with probability 0.5), far from the ceiling at 800 steps.

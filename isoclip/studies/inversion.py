@@ -67,18 +67,18 @@ from isoclip.models.loading import ModelBundle
 from isoclip.studies.world import world_features
 
 __all__ = [
-    "INVERSION_EVAL_VERSION",
     "DEFAULT_BATCH_SIZE",
+    "INVERSION_EVAL_VERSION",
     "OTI_SNAPSHOTS",
     "OVI_SNAPSHOTS",
+    "InversionStudy",
     "Inverted",
     "balanced_subset",
     "inversion_key_material",
-    "invert",
-    "snapshot_curve",
-    "paired_bootstrap",
-    "InversionStudy",
     "inversion_study",
+    "invert",
+    "paired_bootstrap",
+    "snapshot_curve",
 ]
 
 #: Version of this module's inversion driver; bump when a change alters cached results.
@@ -429,7 +429,7 @@ def inversion_study(
     zero_shot = {
         "clip_top1": evaluate_zero_shot(oti_targets, weights, qi_lab[si])["top1"],
         "oti_top1": evaluate_zero_shot(oti_run.features, weights, qi_lab[si])["top1"],
-        "n_images": int(len(si)),
+        "n_images": len(si),
     }
 
     def ap(q: Tensor, g: Tensor, ql: Tensor, gl: Tensor) -> Tensor:

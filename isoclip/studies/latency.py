@@ -61,16 +61,16 @@ from isoclip.method.projectors import encode_image_preproj, encode_text_preproj,
 from isoclip.models.loading import ModelBundle
 
 __all__ = [
-    "PAPER_STEPS",
-    "PAPER_BANDS",
-    "PAPER_RANK",
+    "DEFAULT_CAPTION",
     "ISOCLIP_OVER_CLIP_MAX",
     "OTI_OVER_ISOCLIP_MIN",
-    "DEFAULT_CAPTION",
+    "PAPER_BANDS",
+    "PAPER_RANK",
+    "PAPER_STEPS",
     "default_band",
+    "latency_ratios",
     "measure_latency",
     "summarize_latency",
-    "latency_ratios",
 ]
 
 #: Steps of the paper's inversions (Cross the Gap configs ``configs/oti/*.yaml``,

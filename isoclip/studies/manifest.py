@@ -33,14 +33,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from isoclip.common.cache import CACHE_FORMAT_VERSION, cache_root, entry_paths, stable_hash
 from isoclip.data.base import ImageDataset
-from isoclip.data.world.config import WorldConfig
 from isoclip.data.emoji import EmojiConfig
+from isoclip.data.world.config import WorldConfig
 from isoclip.training.embedded import DEFAULT_EMOJI, DEFAULT_TRAIN, DEFAULT_WORLD, EMOJI_TRAIN
 from isoclip.training.trainer import (
     MODELS_ONLY_ENV,
@@ -51,8 +51,19 @@ from isoclip.training.trainer import (
 )
 from isoclip.training.variants import variant_config
 
-__all__ = ["ModelSpec", "MODELS", "world_train_split", "spec", "unique_models", "cache_key",
-           "is_cached", "missing", "train_missing", "load", "main"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "cache_key",
+    "is_cached",
+    "load",
+    "main",
+    "missing",
+    "spec",
+    "train_missing",
+    "unique_models",
+    "world_train_split",
+]
 
 #: Repository root (the committed regime study lives under ``benchmarks/results``).
 ROOT = Path(__file__).resolve().parents[2]

@@ -43,10 +43,10 @@ class WorldFeatures:
 def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind = "projected",
                    *, progress: bool = False) -> WorldFeatures:
     """Extract (or load from the cache) the features of every evaluation split of ``world``."""
-    def img(ds):  # noqa: ANN001, ANN202
+    def img(ds):
         return image_features(bundle, ds, kind, progress=progress)
 
-    def txt(ds):  # noqa: ANN001, ANN202
+    def txt(ds):
         return text_features(bundle, ds, kind, progress=progress)
 
     return WorldFeatures(query_images=img(world.query), gallery_images=img(world.gallery),
@@ -67,7 +67,7 @@ def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
 
     Drawn from ``world.train`` only, never from the query or gallery splits; no labels used.
     """
-    from isoclip.data.base import ImageDataset  # noqa: PLC0415
+    from isoclip.data.base import ImageDataset
 
     train = world.train
     if not 3 <= n <= len(train):

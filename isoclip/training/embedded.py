@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from isoclip.data.emoji import EmojiConfig, EmojiData, load_emoji
 from isoclip.common.types import check_modality
+from isoclip.data.emoji import EmojiConfig, EmojiData, load_emoji
 from isoclip.data.registry import RetrievalData
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
@@ -44,7 +44,7 @@ class Embedded:
     trained: TrainedModel
 
     @property
-    def bundle(self):  # noqa: ANN201 - ModelBundle, kept import-light
+    def bundle(self):
         return self.trained.bundle
 
 
@@ -74,7 +74,7 @@ class EmbeddedEmoji:
     trained: TrainedModel
 
     @property
-    def bundle(self):  # noqa: ANN201 - ModelBundle, kept import-light
+    def bundle(self):
         return self.trained.bundle
 
 
@@ -108,7 +108,7 @@ def model_for_set(name: str, model: str = "embedded") -> str:
 
 def resolve_model(model: str = "embedded", pretrained: str | None = None, *,
                   device: str = "cpu", world: WorldConfig = DEFAULT_WORLD,
-                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True):  # noqa: ANN201
+                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True):
     """The model a notebook's parameters name: ``"embedded"`` = our trained tiny model,
     ``"embedded-emoji"`` = the emoji model (:func:`embedded_emoji`, its own defaults),
     anything else = :func:`isoclip.models.loading.load_model` (real path, same code downstream)."""

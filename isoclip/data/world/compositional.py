@@ -140,7 +140,7 @@ def sample_scenes(cfg: WorldConfig, labels: np.ndarray, rng: np.random.Generator
 # Rendering
 # --------------------------------------------------------------------------------------------
 
-def _object_frame(sdf, size: int, centre: np.ndarray, radius: np.ndarray,  # noqa: ANN001
+def _object_frame(sdf, size: int, centre: np.ndarray, radius: np.ndarray,
                   angle_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(signed distance to the edge in px, object-frame x in px), each float32 [n, S, S];
     the geometry of :func:`isoclip.data.world.primitives.object_coverage`."""
@@ -267,7 +267,7 @@ def render(cfg: WorldConfig, sc: Scenes, split_id: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _bpe():  # noqa: ANN202 - open_clip's SimpleTokenizer
+def _bpe():
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer()
