@@ -130,7 +130,9 @@ def test_select_band_isotropy_rule() -> None:
     assert select_band(P, "isotropy") == Band(3, 2)
     flat = Projectors(W_i=torch.eye(6), W_t=torch.eye(6))
     assert select_band(flat, "isotropy") == Band(0, 0)
-    assert select_band(P, "paper", task="text") == Band(1, 5)
+    with pytest.raises(ValueError, match=r"rank 512.*rank 25.*rescale=True"):
+        select_band(P, "paper", task="text")
+    assert select_band(P, "paper", task="text", rescale=True) == Band(1, 5)
     with pytest.raises(ValueError):
         select_band(P, "nope")
 

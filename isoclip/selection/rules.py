@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from isoclip.common.types import check_modality
-from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
+from isoclip.method.bands import PAPER_BANDS, Band, iso_projectors, paper_scaled_band
 from isoclip.method.operator import SVD, svd_for
 from isoclip.method.projectors import Projectors
 from isoclip.selection.sweep import BandScorer, grid_bands
@@ -175,8 +175,11 @@ def select_band(P: Projectors, method: str = "isotropy", *, dec: SVD | None = No
             of N image-caption pairs, required), ``modality`` (``"image"`` default or
             ``"text"``: the band depends on the task), ``stride`` (grid stride, default
             ``max(1, r // 32)``). Ties go to the smallest k_top, then k_bottom.
-        ``"paper"``: :func:`paper_scaled_band` (the official ViT-B/32 band rescaled to r);
-            ``task`` (``"image"``/``"text"``), ``model``, ``pretrained`` are passed on.
+        ``"paper"``: the official band of ``model`` / ``pretrained`` (default ViT-B/32,
+            OpenAI) for ``task`` (``"image"``/``"text"``). On a model whose rank r differs
+            from that backbone's it raises unless ``rescale=True``, which returns
+            :func:`paper_scaled_band` (the band's ends scaled by r / r_paper: a reference for
+            drawing, not the paper's choice for this model).
     """
     dec = svd_for(P, dec)
     if method == "isotropy":
@@ -204,5 +207,15 @@ def select_band(P: Projectors, method: str = "isotropy", *, dec: SVD | None = No
         best = sw.loc[sw["agreement"].idxmax()]
         return Band(int(best.k_top), int(best.k_bottom))
     if method == "paper":
+        rescale = bool(kwargs.pop("rescale", False))
+        key = (str(kwargs.get("model", "ViT-B-32")), str(kwargs.get("pretrained", "openai")),
+               str(kwargs.get("task", "image")))
+        r_paper = PAPER_BANDS[key][2] if key in PAPER_BANDS else None
+        if r_paper is not None and r_paper != dec.r and not rescale:
+            raise ValueError(
+                f"select_band(method='paper'): the paper's band for {key} is for rank "
+                f"{r_paper}, but this model's Psi has rank {dec.r}; a band rescaled to another "
+                "rank is a reference, not the paper's choice: pass rescale=True to accept "
+                "paper_scaled_band(), or choose with 'isotropy' / 'agreement'")
         return paper_scaled_band(dec.r, **kwargs)  # type: ignore[arg-type]
     raise ValueError(f"unknown method {method!r}; known: {SELECT_METHODS}")
