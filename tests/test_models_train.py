@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import open_clip
@@ -145,8 +146,8 @@ def test_lr_schedule_warmup_then_cosine() -> None:
     cfg = TrainConfig(steps=100, lr=1.0, warmup_frac=0.1)
     lrs = [lr_at(s, cfg) for s in range(100)]
     assert lrs[9] == pytest.approx(1.0)
-    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lrs[-1] < 0.01
 
 

@@ -85,8 +85,8 @@ def _regions() -> tuple[pd.DataFrame, dict]:
     rows, samples = [], {}
     for mod in ("image", "text"):
         for region, kept in (("top", 4), ("middle", 20), ("bottom", 8)):
-            rows.append(dict(modality=mod, region=region, kept=kept, overlap=rng.random(),
-                             mAP=100 * rng.random()))
+            rows.append({"modality": mod, "region": region, "kept": kept,
+                         "overlap": rng.random(), "mAP": 100 * rng.random()})
             samples[(mod, region)] = tuple(rng.normal(size=50) for _ in range(3))
     return pd.DataFrame(rows), samples
 

@@ -8,6 +8,7 @@ exactness instead. Sockets are blocked by the autouse fixture in ``conftest.py``
 from __future__ import annotations
 
 import copy
+import itertools
 import socket
 from collections.abc import Iterator
 
@@ -138,8 +139,8 @@ def tiny_timm(timm_name: str, embed_dim: int = 64, **cfg: object) -> nn.Module:
 
 
 @pytest.mark.parametrize("timm_name,cfg,head", [
-    ("test_vit2", dict(timm_pool="avg", timm_proj="linear", timm_proj_bias=True), "head.proj"),
-    ("test_vit", dict(timm_proj=None), "trunk classifier"),  # the PE / EVA02 arrangement
+    ("test_vit2", {"timm_pool": "avg", "timm_proj": "linear", "timm_proj_bias": True}, "head.proj"),
+    ("test_vit", {"timm_proj": None}, "trunk classifier"),  # the PE / EVA02 arrangement
 ])
 def test_exact_timm_linear_heads(timm_name: str, cfg: dict, head: str) -> None:
     model = tiny_timm(timm_name, **cfg)
@@ -151,18 +152,19 @@ def test_exact_timm_linear_heads(timm_name: str, cfg: dict, head: str) -> None:
 TINY_VARIANTS = {
     "plain": {},
     # avg pooling with the LayerNorm after pooling; text pooled at the last token
-    "avg-final-ln": dict(vision_cfg=dict(image_size=32, layers=2, width=96, head_width=32,
-                                         patch_size=8, pool_type="avg", final_ln_after_pool=True),
-                         text_cfg=dict(context_length=20, vocab_size=1000, width=64, heads=4,
-                                       layers=2, pool_type="last")),
+    "avg-final-ln": {"vision_cfg": {"image_size": 32, "layers": 2, "width": 96, "head_width": 32,
+                                    "patch_size": 8, "pool_type": "avg",
+                                    "final_ln_after_pool": True},
+                     "text_cfg": {"context_length": 20, "vocab_size": 1000, "width": 64,
+                                  "heads": 4, "layers": 2, "pool_type": "last"}},
     # CoCa-style attentional pooler inside a CLIP ViT
-    "attn-pool": dict(vision_cfg=dict(image_size=32, layers=2, width=96, head_width=32,
-                                      patch_size=8, attentional_pool=True,
-                                      attn_pooler_queries=4, attn_pooler_heads=4)),
+    "attn-pool": {"vision_cfg": {"image_size": 32, "layers": 2, "width": 96, "head_width": 32,
+                                 "patch_size": 8, "attentional_pool": True,
+                                 "attn_pooler_queries": 4, "attn_pooler_heads": 4}},
     # QuickGELU, no pre-LN, layer scale
-    "quickgelu": dict(quick_gelu=True,
-                      vision_cfg=dict(image_size=32, layers=2, width=96, head_width=32,
-                                      patch_size=8, no_ln_pre=True, ls_init_value=0.1)),
+    "quickgelu": {"quick_gelu": True,
+                  "vision_cfg": {"image_size": 32, "layers": 2, "width": 96, "head_width": 32,
+                                 "patch_size": 8, "no_ln_pre": True, "ls_init_value": 0.1}},
 }
 
 
@@ -173,14 +175,14 @@ def test_exact_on_tiny_variants(variant: str) -> None:
 
 @pytest.mark.parametrize("text_cfg", [
     # nn.Linear projection with bias, bidirectional attention, last-token pooling (SigLIP text)
-    dict(context_length=20, vocab_size=1000, width=64, heads=4, layers=2, proj_bias=True,
-         no_causal_mask=True, pool_type="last"),
+    {"context_length": 20, "vocab_size": 1000, "width": 64, "heads": 4, "layers": 2,
+     "proj_bias": True, "no_causal_mask": True, "pool_type": "last"},
     # appended CLS token (CoCa-style): pad mask + LN after pooling
-    dict(context_length=20, vocab_size=1000, width=64, heads=4, layers=2, proj_bias=True,
-         embed_cls=True),
+    {"context_length": 20, "vocab_size": 1000, "width": 64, "heads": 4, "layers": 2,
+     "proj_bias": True, "embed_cls": True},
     # tokenizer-specific EOS pooling, Parameter projection
-    dict(context_length=20, vocab_size=1000, width=64, heads=4, layers=2, pool_type="eos",
-         eos_id=7),
+    {"context_length": 20, "vocab_size": 1000, "width": 64, "heads": 4, "layers": 2,
+     "pool_type": "eos", "eos_id": 7},
 ])
 def test_exact_custom_text_clip(text_cfg: dict) -> None:
     model = make(TINY, force_custom_text=True, text_cfg=text_cfg)
@@ -276,7 +278,7 @@ def test_map_head_linearization_is_first_order_and_correctly_oriented() -> None:
     print("\nMAP-head linearization, relative error vs pre-activation scale:")
     for s, e, eT in zip(scales, errs, errs_T):
         print(f"  scale {s:g}: paper orientation {e:.3e}   transposed (official quirk) {eT:.3e}")
-    assert all(b < a for a, b in zip(errs, errs[1:]))
+    assert all(b < a for a, b in itertools.pairwise(errs))
     for k in range(2, len(scales)):  # quadratic decay: x10 smaller scale -> ~x100 smaller error
         assert 0.005 < errs[k] / errs[k - 1] < 0.02
     assert errs[-1] < 1e-6

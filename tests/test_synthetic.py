@@ -399,8 +399,8 @@ def test_hsv_to_rgb_primaries() -> None:
     ("nuisance", "high", r"nuisance: expected a number in \[0, 1\]"),
     ("partial_frac", -0.1, r"partial_frac: expected a number in \[0, 1\]"),
     ("seed", -3, r"seed: expected an int >= 0, got -3"),
-    ("n_text_gallery_per_class", 1000, r"n_text_query_per_class \+ n_text_gallery_per_class: "
-                                       r"expected at most \d+ .*got 4 \+ 1000"),
+    ("n_text_gallery_per_class", 1000, (r"n_text_query_per_class \+ n_text_gallery_per_class: "
+                                        r"expected at most \d+ .*got 4 \+ 1000")),
 ])
 def test_config_validation_names_the_field(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=rf"WorldConfig\.{message}"):
@@ -435,8 +435,8 @@ def _images(n: int = 4) -> np.ndarray:
     ({"captions": ["a", "b"]}, r"captions: expected 4 captions"),
 ])
 def test_image_dataset_validation(kwargs: dict, message: str) -> None:
-    args = dict(images=_images(), labels=np.array([0, 1, 2, 0]), class_names=["a", "b", "c"],
-                name="t")
+    args = {"images": _images(), "labels": np.array([0, 1, 2, 0]),
+            "class_names": ["a", "b", "c"], "name": "t"}
     with pytest.raises(ValueError, match=message):
         ImageDataset(**{**args, **kwargs})
 
