@@ -12,7 +12,8 @@ NOTEBOOKS_OUT ?= executed
 MATHJAX := _static/mathjax/tex-svg.js
 # real path (make reproduce): the chapters that take a model and datasets as parameters
 REPRO_NOTEBOOKS ?= 05 06
-REPRO_DIR = _build/reproduce-$(PARAMS)
+# recipes read these two from the environment ("$$PARAMS"): quoted there, any value is one word
+export PARAMS DATA_ROOT
 # result files of real-path runs (results/<params>/<chapter>.json; committed, shown in the book)
 RESULTS_DIR ?= results
 FAKE_DATA_ROOT ?= _build/fake-data
@@ -78,23 +79,32 @@ models: $(STAMP) $(EMOJI_DATA) ## Train the book's missing models in parallel (J
 
 # the default set only loads models (`make models` first); other sets may train in the notebook
 notebooks: $(STAMP) $(EMOJI_DATA) $(if $(filter default,$(PARAMS)),models) ## Execute every notebook with papermill (PARAMS=default)
-	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --params $(PARAMS) --out $(NOTEBOOKS_OUT) $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT))
+	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --params "$$PARAMS" --out "$(NOTEBOOKS_OUT)" $(if $(DATA_ROOT),--set "data_root=$$DATA_ROOT")
 
 book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebooks (embedded default)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 
-reproduce: $(STAMP) $(MATHJAX) ## Real path: PARAMS=<set> DATA_ROOT=<dir> -> _build/reproduce-<set>/_build/html
-	@test -n "$(DATA_ROOT)" || { echo "make reproduce: DATA_ROOT=<folder holding the datasets> is required (book/reproduce.md)" >&2; exit 2; }
-	rm -rf $(REPRO_DIR)
-	ISOCLIP_PARAMS=$(PARAMS) ISOCLIP_RESULTS=$(abspath $(RESULTS_DIR)) $(PY) -m isoclip.notebooks --params $(PARAMS) --out $(REPRO_DIR)/executed --only $(REPRO_NOTEBOOKS) --set data_root=$(abspath $(DATA_ROOT))
-	$(PY) tools/reproduce_book.py $(REPRO_DIR) $(PARAMS) $(abspath $(DATA_ROOT))
-	$(VENV)/bin/jupyter-book build $(REPRO_DIR) -n -W --keep-going
-	@echo "[reproduce] book: $(REPRO_DIR)/_build/html/index.html"
+# Checks first (PARAMS names a file of notebooks/params/, DATA_ROOT is a folder, every parameter
+# of the set and the set reads data), then MathJax, then the build folder is replaced. PARAMS and
+# DATA_ROOT reach the shell as exported variables, always quoted (spaces work, nothing splits).
+reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> -> _build/reproduce-<set>/_build/html
+	@case "$$PARAMS" in ""|.*|*[!A-Za-z0-9._-]*) false;; esac && test -f "notebooks/params/$$PARAMS.yaml" || \
+	  { echo "make reproduce: PARAMS='$$PARAMS' is not a parameter set; known sets (notebooks/params/):" \
+	    $$(cd notebooks/params && ls *.yaml | sed 's/\.yaml$$//') >&2; exit 2; }
+	@test -n "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT=<folder holding the datasets> is required (book/reproduce.md)" >&2; exit 2; }
+	@test -d "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT='$$DATA_ROOT' is not a folder" >&2; exit 2; }
+	$(PY) -m isoclip.notebooks --check --params "$$PARAMS" --only $(REPRO_NOTEBOOKS) --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)"
+	@$(MAKE) --no-print-directory "$(MATHJAX)"
+	rm -rf -- "_build/reproduce-$$PARAMS"
+	ISOCLIP_PARAMS="$$PARAMS" ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only $(REPRO_NOTEBOOKS) --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)"
+	$(PY) tools/reproduce_book.py "_build/reproduce-$$PARAMS" "$$PARAMS" "$$(cd -- "$$DATA_ROOT" && pwd)"
+	$(VENV)/bin/jupyter-book build "_build/reproduce-$$PARAMS" -n -W --keep-going
+	@echo "[reproduce] book: _build/reproduce-$$PARAMS/_build/html/index.html"
 
 reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with random-init ViT-B-32
-	rm -rf $(FAKE_DATA_ROOT)
-	$(PY) -c "from isoclip.data.fakes import make_fake_dataset as m; [m(n, '$(FAKE_DATA_ROOT)', n_classes=4, per_class=3, image_size=32) for n in ('cub2011', 'flickr30k_text')]"
-	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT=$(FAKE_DATA_ROOT) RESULTS_DIR=_build/fake-results
+	rm -rf -- "$(FAKE_DATA_ROOT)"
+	$(PY) -c "import sys; from isoclip.data.fakes import make_fake_dataset as m; [m(n, sys.argv[1], n_classes=4, per_class=3, image_size=32) for n in ('cub2011', 'flickr30k_text')]" "$(FAKE_DATA_ROOT)"
+	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR=_build/fake-results
 
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html

@@ -14,18 +14,27 @@ A parameter set is YAML::
     notebooks:         # per-notebook overrides
       05_spectrum:
         model: ViT-B-32
+
+Every value is checked before any notebook runs (:func:`check_parameters`): each notebook's
+``parameters`` cell is the schema. A name no notebook declares is an error naming its close
+matches; a value must have the type of the default (int; float, where ints and ``7e-2`` are
+accepted; bool; str; list, item by item), and may be None only where the default is None or
+the parameter's comment says what None means. ``--check`` validates and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import difflib
 import os
+import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +73,13 @@ def notebook_paths(selected: list[str] | None = None) -> list[Path]:
 
 
 def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+    """A ``--set`` value: YAML (numbers, null, true/false, lists, quoted strings); text that is
+    not a YAML scalar or list (e.g. a path holding ``": "``) is taken as the string itself."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if isinstance(value, dict) else value
 
 
 def run(params: str = "default", out: str | Path = "executed", only: list[str] | None = None,
@@ -81,39 +96,35 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     import nbformat
     import papermill as pm
 
+    # every notebook's parameters are checked before the first one runs
+    plan = check_parameters(params, only, overrides)
     # Figures must be rendered into the notebook (image/png outputs): a non-inline backend
     # inherited from the environment (e.g. MPLBACKEND=Agg) would leave glued figures empty.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    data = load_params(params)
-    out_dir = Path(out)
-    if not out_dir.is_absolute():
-        out_dir = ROOT / out_dir
+    out_dir = Path(out).absolute()  # relative to the current directory
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    tmp_dir = Path(tempfile.mkdtemp(prefix="isoclip-notebooks-"))
-    for src in notebook_paths(only):
-        nb = jupytext.read(src)
-        src_ipynb = tmp_dir / f"{src.stem}.ipynb"
-        declared = pm.inspect_notebook(_write_tmp(nb, src_ipynb))
-        per_notebook = (data.get("notebooks") or {}).get(src.stem) or {}
-        values = {**(data.get("common") or {}), **per_notebook, **(overrides or {})}
-        injected = {k: v for k, v in values.items() if k in declared}
-        dest = out_dir / f"{src.stem}.ipynb"
-        t0 = time.perf_counter()
-        print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
-        with _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # the kernel's
-            pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected,
-                                kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
-        src_ipynb.unlink()
-        executed = nbformat.read(dest, as_version=4)
-        for cell in executed.cells:
-            tags = cell.get("metadata", {}).get("tags", [])
-            if "injected-parameters" in tags and "remove-cell" not in tags:
-                tags.append("remove-cell")
-        nbformat.write(executed, dest)
-        print(f"[notebooks] {src.stem} done in {time.perf_counter() - t0:.0f} s", flush=True)
-        written.append(dest)
-    tmp_dir.rmdir()
+    with tempfile.TemporaryDirectory(prefix="isoclip-notebooks-") as tmp:
+        for src in notebook_paths(only):
+            nb = jupytext.read(src)
+            src_ipynb = Path(tmp) / f"{src.stem}.ipynb"
+            _write_tmp(nb, src_ipynb)
+            injected = plan[src.stem]
+            dest = out_dir / f"{src.stem}.ipynb"
+            t0 = time.perf_counter()
+            print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
+            with _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # the kernel's
+                pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected,
+                                    kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
+            executed = nbformat.read(dest, as_version=4)
+            for cell in executed.cells:
+                tags = cell.get("metadata", {}).get("tags", [])
+                if "injected-parameters" in tags and "remove-cell" not in tags:
+                    tags.append("remove-cell")
+            nbformat.write(executed, dest)
+            print(f"[notebooks] {src.stem} done in {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+            written.append(dest)
     return written
 
 
@@ -241,16 +252,197 @@ def rerun_box(stem: str) -> RerunBox:
     return RerunBox(path.stem, notebook_parameters(path.stem))
 
 
+class ParameterError(ValueError):
+    """A notebook parameter (``--set`` or a parameter set file) is unknown or of the wrong
+    type; the message names it, where it came from and what was expected."""
+
+
+#: Parameters whose value ``"embedded"`` means the built-in synthetic data (no data_root).
+DATASET_PARAMETERS = ("dataset", "text_dataset")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list"}
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """The type of a notebook parameter, from its default in the ``parameters`` cell.
+
+    ``kind``: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"list"`` or ``"any"`` (default
+    None or not a literal); ``item``: the kind of a list's items when the default's items
+    share one; ``nullable``: None is accepted (default None, or the comment mentions None).
+    """
+
+    notebook: str
+    name: str
+    kind: str
+    item: str | None
+    nullable: bool
+    default: Any = None
+
+    def describe(self) -> str:
+        text = {"int": "an int", "float": "a float (e.g. 0.07 or 7e-2)", "bool": "true/false",
+                "str": "a str", "any": "a value"}.get(self.kind)
+        if self.kind == "list":
+            text = f"a list of {self.item}" if self.item else "a list"
+        return f"{text} or null" if self.nullable and self.kind != "any" else str(text)
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), "any")
+
+
+def parameter_schema(stem: str) -> dict[str, ParameterSpec]:
+    """name -> :class:`ParameterSpec` of every parameter of notebook ``stem``."""
+    specs = {}
+    for p in notebook_parameters(stem):
+        try:
+            default = ast.literal_eval(p.default)
+        except (ValueError, SyntaxError):
+            default = None
+        kind = _kind(default) if default is not None else "any"
+        item = None
+        if kind == "list":
+            kinds = {_kind(v) for v in default}
+            item = ("float" if kinds == {"int", "float"} else
+                    kinds.pop() if len(kinds) == 1 and "any" not in kinds else None)
+        specs[p.name] = ParameterSpec(stem, p.name, kind, item,
+                                      default is None or "None" in p.help, default)
+    return specs
+
+
+def _coerce(kind: str | None, value: Any) -> tuple[bool, Any]:
+    """(ok, value converted to ``kind``); numbers written like ``7e-2`` become floats."""
+    if isinstance(value, str) and kind in ("float", "any", None) and _NUMBER.fullmatch(value):
+        return True, float(value)
+    if kind in ("any", None):
+        return not isinstance(value, dict), value
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind == "list":
+        return isinstance(value, list), value
+    return isinstance(value, {"bool": bool, "str": str}[kind]), value
+
+
+def check_value(spec: ParameterSpec, value: Any, where: str) -> Any:
+    """``value`` for parameter ``spec`` (converted), or a :class:`ParameterError`."""
+    def error(got: Any) -> ParameterError:
+        return ParameterError(f"{where}: parameter {spec.name!r} of {spec.notebook}: expected "
+                              f"{spec.describe()}, got {type(got).__name__} {got!r}")
+
+    if value is None:
+        if spec.nullable:
+            return None
+        raise error(value)
+    ok, out = _coerce(spec.kind, value)
+    if not ok:
+        raise error(value)
+    if spec.kind == "list" and spec.item:
+        items = []
+        for v in out:
+            ok, v = _coerce(spec.item, v)
+            if not ok:
+                raise ParameterError(f"{where}: parameter {spec.name!r} of {spec.notebook}: "
+                                     f"expected {spec.describe()}, got item "
+                                     f"{type(v).__name__} {v!r} in {value!r}")
+            items.append(v)
+        out = items
+    return out
+
+
+def _unknown(name: str, known: set[str], where: str, scope: str) -> ParameterError:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return ParameterError(f"{where}: unknown parameter {name!r} ({scope} declares it). "
+                          f"Close matches: {close or 'none'}. Known: {sorted(known)}")
+
+
+def _params_file(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    return p if p.suffix else PARAMS_DIR / f"{name_or_path}.yaml"
+
+
+def check_parameters(params: str = "default", only: list[str] | None = None,
+                     overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate a run and return, per selected notebook, the parameters it will receive.
+
+    The parameter set file is checked whole (every notebook), ``overrides`` (``--set``)
+    against the selected notebooks; a ``data_root`` override needs a selected notebook that
+    reads data (a :data:`DATASET_PARAMETERS` value other than ``"embedded"``).
+
+    Raises:
+        FileNotFoundError: no such parameter set (the message lists the known ones).
+        ParameterError: an unknown name (with close matches) or a value of the wrong type.
+        ValueError: ``only`` selects no notebook.
+    """
+    data = load_params(params)
+    source = _params_file(params)
+    schemas = {p.stem: parameter_schema(p.stem) for p in notebook_paths()}
+    everything = set().union(*(set(s) for s in schemas.values()))
+    for name, value in (data.get("common") or {}).items():
+        if name not in everything:
+            raise _unknown(name, everything, f"{source}: common", "no notebook")
+        for schema in schemas.values():
+            if name in schema:
+                check_value(schema[name], value, f"{source}: common")
+    sections = data.get("notebooks") or {}
+    for stem, values in sections.items():
+        if stem not in schemas:
+            close = difflib.get_close_matches(str(stem), sorted(schemas), n=3)
+            raise ParameterError(f"{source}: notebooks: no notebook {stem!r}. Close matches: "
+                                 f"{close or 'none'}. Known: {sorted(schemas)}")
+        for name, value in (values or {}).items():
+            if name not in schemas[stem]:
+                raise _unknown(name, set(schemas[stem]), f"{source}: notebooks: {stem}",
+                               f"{stem} never")
+            check_value(schemas[stem][name], value, f"{source}: notebooks: {stem}")
+    selected = [p.stem for p in notebook_paths(only)]
+    chosen = set().union(*(set(schemas[s]) for s in selected))
+    for name, value in (overrides or {}).items():
+        if name not in chosen:
+            raise _unknown(name, chosen, "--set", "no selected notebook")
+        for stem in selected:
+            if name in schemas[stem]:
+                check_value(schemas[stem][name], value, "--set")
+    plan: dict[str, dict[str, Any]] = {}
+    for stem in selected:
+        values = {**(data.get("common") or {}), **(sections.get(stem) or {}),
+                  **(overrides or {})}
+        where = {k: "--set" if k in (overrides or {}) else str(source) for k in values}
+        plan[stem] = {k: check_value(schemas[stem][k], v, where[k])
+                      for k, v in values.items() if k in schemas[stem]}
+    if (overrides or {}).get("data_root") is not None and not any(
+            plan[s].get(d, schemas[s][d].default) not in ("embedded", None)
+            for s in selected if "data_root" in schemas[s]
+            for d in DATASET_PARAMETERS if d in schemas[s]):
+        with_data = [q.stem for q in sorted(PARAMS_DIR.glob("*.yaml"))
+                     if _reads_data(load_params(str(q)))]
+        raise ParameterError(
+            f"--set data_root: parameter set {Path(params).stem!r} reads no data in "
+            f"{', '.join(selected)} (every {' / '.join(DATASET_PARAMETERS)} is 'embedded'), "
+            f"so data_root would be ignored. Use a set that reads data ({with_data}) or set "
+            "dataset=<name>.")
+    return plan
+
+
+def _reads_data(data: dict[str, Any]) -> bool:
+    sets = [data.get("common") or {}, *((data.get("notebooks") or {}).values())]
+    return any((s or {}).get(d) not in (None, "embedded") for s in sets
+               for d in DATASET_PARAMETERS)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="default", help="parameter set name or YAML path")
     ap.add_argument("--out", default="executed", help="output folder for executed notebooks")
-    ap.add_argument("--only", nargs="*", help="notebook stems or 2-digit numbers to run")
+    ap.add_argument("--only", nargs="+", help="notebook stems or 2-digit numbers to run")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override a parameter for every notebook (YAML value)")
     ap.add_argument("--train-missing", action="store_true",
                     help="let a notebook train a model missing from the cache (default: only "
                          "load; `make models` trains the book's models)")
+    ap.add_argument("--check", action="store_true",
+                    help="validate the parameters of the selected notebooks, run nothing")
     args = ap.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -258,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k] = _parse_value(v)
+    if args.check:
+        plan = check_parameters(args.params, args.only, overrides)
+        print(f"[notebooks] parameters valid: {', '.join(plan)}", flush=True)
+        return 0
     run(args.params, args.out, args.only, overrides, train_missing=args.train_missing)
     return 0
 
