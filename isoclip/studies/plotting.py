@@ -284,8 +284,10 @@ def sample_grid(dataset: ImageDataset, per_class: int = 1, max_classes: int = 24
     """A grid of images with their captions (one random sample per class, seeded), page wide
     with captions at 9 pt."""
     rng = np.random.default_rng(seed)
-    classes = np.unique(dataset.labels)[:max_classes]
-    picks = [int(rng.choice(np.flatnonzero(dataset.labels == c)))
+    labels = np.asarray(dataset.labels)
+    captions = list(dataset.captions or [])
+    classes = np.unique(labels)[:max_classes]
+    picks = [int(rng.choice(np.flatnonzero(labels == c)))
              for c in classes for _ in range(per_class)]
     nrows = int(np.ceil(len(picks) / ncols))
     fig, axes = page_figure(nrows, ncols, height=1.75 * nrows, squeeze=False)
@@ -293,8 +295,8 @@ def sample_grid(dataset: ImageDataset, per_class: int = 1, max_classes: int = 24
         ax.axis("off")
     for ax, i in zip(axes.ravel(), picks):
         ax.imshow(dataset.image(i), interpolation="nearest")
-        text = dataset.captions[i] if dataset.captions else dataset.class_names[dataset.labels[i]]
-        ax.set_title(_wrap(text, caption_width), fontsize=9)
+        text = captions[i] if captions else list(dataset.class_names or [])[int(labels[i])]
+        ax.set_title(_wrap(str(text), caption_width), fontsize=9)
     return fig
 
 
@@ -437,20 +439,20 @@ def relative_gain_figure(panels: Mapping[str, pd.DataFrame], colours: Mapping[st
     fig, axes = page_figure(len(panels), 1, height=0.3 * sum(sizes) + 1.1 * len(panels),
                             gridspec_kw={"height_ratios": sizes}, sharex=True)
     axes = np.atleast_1d(axes)
-    n = len(colours)
-    height = 0.8 / n
+    height = 0.8 / len(colours)
     for ax, (title, p) in zip(axes, panels.items()):
-        y_of = {lab: i for i, lab in enumerate(labels[title])}
-        for k, (method, colour) in enumerate(colours.items()):
-            d = p[p["method"] == method]
-            if d.empty:
-                continue
-            y = np.array([y_of[lab] for lab in d["label"]]) - 0.4 + (k + 0.5) * height
-            bars = ax.barh(y, d["gain"].astype(float), height=height, color=colour,
-                           edgecolor=["black" if o else "none" for o in d["ours"]])
-            for b, ours in zip(bars, d["ours"]):
-                if ours:
-                    b.set_hatch("///")
+        order = list(colours)
+        for i, lab in enumerate(labels[title]):  # the row's bars side by side, centred
+            d = p[p["label"] == lab].copy()
+            d["k"] = d["method"].map(order.index)
+            d = d.sort_values("k")
+            for j, rec in enumerate(d.itertuples(index=False)):
+                y = i + (j - (len(d) - 1) / 2) * height
+                (bar,) = ax.barh([y], [float(rec.gain)], height=height,
+                                 color=colours[rec.method],
+                                 edgecolor="black" if rec.ours else "none")
+                if rec.ours:
+                    bar.set_hatch("///")
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(labels[title])), labels[title])
         ax.set_ylim(len(labels[title]) - 0.5, -0.5)
