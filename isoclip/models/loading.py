@@ -15,7 +15,7 @@ import logging
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ _REGISTERED = False
 
 
 @contextlib.contextmanager
-def expected_random_init() -> contextlib.AbstractContextManager[None]:
+def expected_random_init() -> Iterator[None]:
     """Silence open_clip's "No pretrained weights loaded" warning where random init is intended
     (our tiny models before training, ``pretrained=None`` tests); other warnings pass."""
 
@@ -124,7 +124,7 @@ def hub_offline() -> bool:
 
 
 @contextlib.contextmanager
-def _honour_hub_offline() -> contextlib.AbstractContextManager[None]:
+def _honour_hub_offline() -> Iterator[None]:
     """Apply ``HF_HUB_OFFLINE`` as it is *now*: huggingface_hub reads it once, at import, so a
     value set later (e.g. in a notebook) would otherwise be ignored and the hub retried."""
     try:
@@ -140,7 +140,7 @@ def _honour_hub_offline() -> contextlib.AbstractContextManager[None]:
         constants.HF_HUB_OFFLINE = before
 
 
-def weights_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
+def weights_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> str:
     """Where open_clip looks for (and, online, downloads) hub weights: ``cache_dir`` if given,
     else ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
     if cache_dir is not None:
@@ -152,7 +152,7 @@ def weights_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
     return "~/.cache/huggingface/hub"
 
 
-def _weights_hint(name: str, tag: str, cache_dir: str | os.PathLike | None = None) -> str:
+def _weights_hint(name: str, tag: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
     cfg = open_clip.get_pretrained_cfg(name, tag) or {}
     src = cfg.get("hf_hub") or cfg.get("url") or "(unknown source)"
     cache = weights_cache_dir(cache_dir)
@@ -235,10 +235,10 @@ def _checkpoint_problem(name: str, path: str, error: BaseException) -> str:
 
 def load_model(
     name: str,
-    pretrained: str | os.PathLike | None = None,
+    pretrained: str | os.PathLike[str] | None = None,
     *,
     device: str | torch.device | None = "cpu",
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
 ) -> ModelBundle:
     """Load an open_clip model (ours or any other) with its preprocess and tokenizer.
