@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import open_clip
 import torch
@@ -65,6 +66,11 @@ def tiny_model_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+#: What ``open_clip.create_model`` returns (every one a ``torch.nn.Module``). open_clip ships no
+#: type information, so a type checker sees their attributes as untyped.
+OpenClipModel: TypeAlias = open_clip.CLIP | open_clip.CustomTextCLIP | open_clip.CoCa
+
+
 @dataclass
 class ModelBundle:
     """A model with what is needed to feed it.
@@ -80,7 +86,7 @@ class ModelBundle:
         device: where the model lives.
     """
 
-    model: torch.nn.Module
+    model: OpenClipModel
     preprocess: Callable[[Image.Image], torch.Tensor]
     tokenizer: Callable[[list[str]], torch.Tensor]
     name: str
@@ -301,7 +307,7 @@ def load_model(
                        pretrained=pretrained_str, fingerprint=fingerprint, device=dev)
 
 
-def share_towers(model: torch.nn.Module) -> torch.nn.Module:
+def share_towers(model: torch.nn.Module) -> OpenClipModel:
     """Turn an open_clip ``CLIP`` with equal-width towers into AlignCLIP's SharedCLIP, in place.
 
     SharedCLIP (AlignCLIP, Eslami & de Melo, ICLR 2025; official ``align_clip/model.py`` l.144-259)
