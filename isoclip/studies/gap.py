@@ -46,6 +46,7 @@ __all__ = [
     "OTI_GAP_ROWS",
     "VARIANT_COLUMNS",
     "apply_shift",
+    "gap_by_temperature",
     "shift_grid",
     "shift_loss_curves",
     "shift_metrics",
@@ -325,13 +326,49 @@ def shared_operator_check(P: Any) -> dict[str, float]:
     }
 
 
+def gap_by_temperature(world: SyntheticWorld, base: Any, taus: Sequence[float],
+                       lambdas: Sequence[float], *, loss_batch_size: int = 256) -> pd.DataFrame:
+    """Liang's gap against the temperature (Sec. 4.2; book notation page, eq-gap): the model
+    of ``base`` trained from scratch with τ fixed at each value of ``taus`` (the
+    ``clip-tau-<τ>`` variants of :mod:`isoclip.training.variants`, loaded from the cache or
+    trained), each measured on the gallery pairs.
+
+    Returns:
+        One row per τ: ``model, tau, learned (False), gap, true_pair_cos, cone_image,
+        cone_text, own_tau_best_lam`` (the shift λ of ``lambdas`` minimising the contrastive
+        loss at the model's own τ: 0 means the model sits at its loss minimum),
+        ``zero_shot_acc`` (query images, %), ``train_seconds``.
+    """
+    from isoclip.evaluate.gap import gap_report
+    from isoclip.models.features import zero_shot_weights
+    from isoclip.training import variants
+
+    rows = []
+    for tau in taus:
+        name = f"clip-tau-{tau:g}"
+        e = variants.load_variant(name, base=base)
+        fv = world_features(e.bundle, world)
+        g = gap_report(fv.gallery_images, fv.gallery_captions)
+        own = shift_loss_curves(fv.gallery_images, fv.gallery_captions, lambdas, [tau],
+                                batch_size=loss_batch_size)
+        zs = evaluate_zero_shot(fv.query_images, zero_shot_weights(e.bundle, world.prompts,
+                                                                    progress=False),
+                                np.array(world.query.labels))["top1"]
+        rows.append({"model": variants.VARIANTS[name].label, "tau": float(tau), "learned": False,
+                     "gap": g["gap"], "true_pair_cos": g["true_pair_cos"],
+                     "cone_image": g["intra_cos_image"], "cone_text": g["intra_cos_text"],
+                     "own_tau_best_lam": float(own.loc[own["loss"].idxmin(), "lam"]),
+                     "zero_shot_acc": zs, "train_seconds": e.trained.train_seconds})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------------------
 # figures
 
 def plot_embedding_pca(image: Any, text: Any, max_points: int = 600, seed: int = 0):  # noqa: ANN201
     """Liang's Fig. 1 analogue: the first two principal components of the stacked normalised
     image and text embeddings, coloured by modality, centroids marked."""
-    import matplotlib.pyplot as plt
+    from isoclip.studies.plotting import legend_right, page_figure
 
     x = F.normalize(torch.as_tensor(image).double(), dim=1)
     y = F.normalize(torch.as_tensor(text).double(), dim=1)
@@ -342,37 +379,37 @@ def plot_embedding_pca(image: Any, text: Any, max_points: int = 600, seed: int =
     n = x.shape[0]
     rng = np.random.default_rng(seed)
     pick = rng.choice(n, size=min(n, max_points), replace=False)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    fig, ax = page_figure(width=0.75, aspect=0.8)
     for part, label, colour in ((p[:n], "image", "#4C72B0"), (p[n:], "text", "#DD8452")):
-        ax.scatter(part[pick, 0], part[pick, 1], s=6, alpha=0.5, label=label, color=colour)
-        ax.scatter(*part.mean(0), s=120, marker="X", color=colour, edgecolor="black")
+        ax.scatter(part[pick, 0], part[pick, 1], s=6, alpha=0.5, label=f"{label} embeddings",
+                   color=colour)
+        ax.scatter(*part.mean(0), s=120, marker="X", color=colour, edgecolor="black",
+                   label=f"{label} centroid")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.legend(loc="best", markerscale=2)
+    legend_right(fig, ax=ax)
     ax.set_aspect("equal", adjustable="datalim")
-    fig.tight_layout()
     return fig
 
 
 def plot_shift_loss(curves: pd.DataFrame, original_gap: float):  # noqa: ANN201
     """Liang's Fig. 4 analogue: loss (minus its minimum, per τ) against the gap after the
     shift, one line per τ; the trained gap is marked and each minimum is dotted."""
-    import matplotlib.pyplot as plt
+    from isoclip.studies.plotting import legend_below, page_figure
 
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    fig, ax = page_figure(aspect=0.5)
     for tau, g in curves.groupby("tau", sort=True):
         g = g.sort_values("lam")
         rel = g["loss"] - g["loss"].min()
-        line, = ax.plot(g["lam"], rel, marker=".", label=f"τ = {tau:.3g}")
+        line, = ax.plot(g["lam"], rel, marker=".", label=f"$\\tau$ = {tau:.3g}")
         best = g.loc[g["loss"].idxmin()]
         ax.plot([best["lam"]], [0.0], marker="o", color=line.get_color(), ms=7,
                 markerfacecolor="none")
     ax.axvline(0.0, color="black", lw=0.8, ls="--", label=f"trained gap ({original_gap:.2f})")
-    ax.set_xlabel("shift λ (0: as trained; 0.5: centroids meet)")
-    ax.set_ylabel("loss − min over λ")
+    ax.set_xlabel(r"shift $\lambda$ (0: as trained; 0.5: centroids meet)")
+    ax.set_ylabel(r"loss $-$ min over $\lambda$")
     ax.set_yscale("symlog", linthresh=0.01)
-    ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
+    legend_below(fig, ax=ax, ncol=3)
     return fig
 
 
@@ -380,51 +417,48 @@ def plot_shift_metrics(df: pd.DataFrame, columns: Sequence[tuple[str, str]],
                        original_gap: float, x: str = "gap"):  # noqa: ANN201
     """Metrics of :func:`shift_metrics` against the gap after the shift (or ``x="lam"``),
     one panel per (column, label); the trained gap is marked."""
-    import matplotlib.pyplot as plt
+    from isoclip.studies.plotting import page_figure
 
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 3.2), squeeze=False)
+    fig, axes = page_figure(1, len(columns), aspect=0.75 / len(columns), squeeze=False)
     for ax, (col, label) in zip(axes[0], columns):
         d = df.sort_values(x)
         ax.plot(d[x], d[col], marker=".")
         ax.axvline(original_gap if x == "gap" else 0.0, color="black", lw=0.8, ls="--")
-        ax.set_xlabel("gap after the shift" if x == "gap" else "shift λ")
+        ax.set_xlabel("gap after the shift" if x == "gap" else r"shift $\lambda$")
         ax.set_ylabel(label)
-    fig.tight_layout()
     return fig
 
 
 def plot_gap_vs_tau(df: pd.DataFrame):  # noqa: ANN201
     """Gap and true-pair cosine against the (final) temperature, one point per model; the
     learned-τ model is drawn hollow. ``df``: columns ``tau, gap, true_pair_cos, learned``."""
-    import matplotlib.pyplot as plt
+    from isoclip.studies.plotting import legend_below, page_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
+    fig, axes = page_figure(1, 2, aspect=0.4)
     for ax, col, label in ((axes[0], "gap", "centroid gap"),
                            (axes[1], "true_pair_cos", "mean true-pair cosine")):
         fixed = df[~df["learned"]].sort_values("tau")
-        ax.plot(fixed["tau"], fixed[col], marker="o", label="fixed τ")
+        ax.plot(fixed["tau"], fixed[col], marker="o", label=r"fixed $\tau$")
         learned = df[df["learned"]]
         ax.scatter(learned["tau"], learned[col], s=60, facecolors="none", edgecolors="black",
-                   label="learned τ (final value)", zorder=3)
+                   label=r"learned $\tau$ (final value)", zorder=3)
         ax.set_xscale("log")
-        ax.set_xlabel("temperature τ")
+        ax.set_xlabel(r"temperature $\tau$")
         ax.set_ylabel(label)
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
+    legend_below(fig, ax=axes[0])
     return fig
 
 
 def plot_spectra(spectra: dict[str, Tensor]):  # noqa: ANN201
     """σ_j/σ_1 of Ψ for several models (log scale), one line each."""
-    import matplotlib.pyplot as plt
+    from isoclip.studies.plotting import legend_right, page_figure
 
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = page_figure(aspect=0.5)
     for label, S in spectra.items():
         s = (S / S[0]).numpy()
         ax.plot(np.arange(1, len(s) + 1), s, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("singular direction j")
-    ax.set_ylabel("σ_j / σ_1 of Ψ")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.set_xlabel(r"singular direction $j$")
+    ax.set_ylabel(r"$\sigma_j/\sigma_1$ of $\Psi$")
+    legend_right(fig, ax=ax)
     return fig
