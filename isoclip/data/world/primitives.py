@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,7 +41,8 @@ def _box(x: np.ndarray, y: np.ndarray, hx: float, hy: float) -> np.ndarray:
     """Exact SDF of the axis-aligned box with half-sides (hx, hy) centred at the origin."""
     qx, qy = np.abs(x) - hx, np.abs(y) - hy
     outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
-    return outside + np.minimum(np.maximum(qx, qy), 0.0)
+    d: np.ndarray = outside + np.minimum(np.maximum(qx, qy), 0.0)
+    return d
 
 
 def _polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
@@ -58,7 +60,8 @@ def _polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
         # Even-odd rule: the edge crosses the horizontal ray from (x, y) to +infinity.
         c1, c2, c3 = y >= viy, y < vjy, ex * wy > ey * wx
         inside ^= (c1 & c2 & c3) | (~c1 & ~c2 & ~c3)
-    return np.where(inside, -1.0, 1.0) * np.sqrt(d2)
+    d: np.ndarray = np.where(inside, -1.0, 1.0) * np.sqrt(d2)
+    return d
 
 
 def _regular(n: int, radius: float, phase_deg: float = 90.0) -> np.ndarray:
@@ -80,7 +83,8 @@ _STAR = _star_vertices(5, 1.12, 0.48)
 
 
 def _sdf_circle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.hypot(x, y) - 0.88
+    d: np.ndarray = np.hypot(x, y) - 0.88
+    return d
 
 
 def _sdf_square(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -96,7 +100,8 @@ def _sdf_star(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _sdf_cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.minimum(_box(x, y, 0.95, 0.32), _box(x, y, 0.32, 0.95))
+    d: np.ndarray = np.minimum(_box(x, y, 0.95, 0.32), _box(x, y, 0.32, 0.95))
+    return d
 
 
 def _sdf_heart(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -107,15 +112,18 @@ def _sdf_heart(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     square = _box(u, v, r, r)
     left = np.hypot(x + h / 2, y - (cy + h / 2)) - r
     right = np.hypot(x - h / 2, y - (cy + h / 2)) - r
-    return np.minimum(square, np.minimum(left, right))
+    d: np.ndarray = np.minimum(square, np.minimum(left, right))
+    return d
 
 
 def _sdf_ring(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.abs(np.hypot(x, y) - 0.68) - 0.3
+    d: np.ndarray = np.abs(np.hypot(x, y) - 0.68) - 0.3
+    return d
 
 
 def _sdf_crescent(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.maximum(np.hypot(x, y) - 0.95, -(np.hypot(x - 0.45, y - 0.25) - 0.72))
+    d: np.ndarray = np.maximum(np.hypot(x, y) - 0.95, -(np.hypot(x - 0.45, y - 0.25) - 0.72))
+    return d
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,10 @@ class ColourSpec:
 BLOB = ShapeSpec("blob", (), lambda x, y: np.hypot(x, y) - 1.0)
 
 
-def _registry(specs: Sequence[ShapeSpec] | Sequence[ColourSpec]) -> Mapping:
+_Spec = TypeVar("_Spec", ShapeSpec, ColourSpec)
+
+
+def _registry(specs: Sequence[_Spec]) -> Mapping[str, _Spec]:
     return MappingProxyType({s.name: s for s in specs})
 
 
@@ -311,7 +322,8 @@ def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     k = (np.array([5.0, 3.0, 1.0]) + (np.asarray(h)[..., None] % 360.0) / 60.0) % 6.0
     ramp = np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
     v, s = np.asarray(v)[..., None], np.asarray(s)[..., None]
-    return v - v * s * ramp
+    rgb: np.ndarray = v - v * s * ramp
+    return rgb
 
 
 def object_coverage(shape: ShapeSpec, size: int, centre: np.ndarray, radius: np.ndarray,
@@ -330,7 +342,8 @@ def object_coverage(shape: ShapeSpec, size: int, centre: np.ndarray, radius: np.
         distance to the shape's edge in pixels (≈ the box-filtered area coverage).
     """
     x, y, r = object_frame(size, centre, radius, angle_deg)
-    return np.clip(0.5 - shape.sdf(x, y) * r, 0.0, 1.0).astype(np.float32)
+    coverage: np.ndarray = np.clip(0.5 - shape.sdf(x, y) * r, 0.0, 1.0).astype(np.float32)
+    return coverage
 
 
 def object_frame(size: int, centre: np.ndarray, radius: np.ndarray, angle_deg: np.ndarray
@@ -364,11 +377,14 @@ def render_background(size: int, nuisance: float, u: Mapping[str, np.ndarray]) -
 
     def along(theta: np.ndarray) -> np.ndarray:
         """Signed distance from the centre along direction theta [m]: [m, size, size]."""
-        return gx * np.cos(theta)[:, None, None] + gy * np.sin(theta)[:, None, None]
+        d: np.ndarray = gx * np.cos(theta)[:, None, None] + gy * np.sin(theta)[:, None, None]
+        return d
 
     def wave(freq: np.ndarray, theta: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """Plane waves [m, size, size]; freq (cycles/px at 32 px), theta, phase: [m]."""
-        return np.sin(2 * np.pi * freq[:, None, None] * along(theta) + phase[:, None, None])
+        w: np.ndarray = np.sin(2 * np.pi * freq[:, None, None] * along(theta)
+                               + phase[:, None, None])
+        return w
 
     kind = u["pattern"]
     freq = 1 / 16 + u["pat_freq"] * (1 / 4 - 1 / 16)  # periods of 4-16 px at 32 px
