@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from isoclip.common.cache import CACHE_FORMAT_VERSION, cache_root, entry_paths, stable_hash
+from isoclip.common.cache import cache_root, entry_key, entry_paths
 from isoclip.data.base import ImageDataset
 from isoclip.data.emoji import EmojiConfig
 from isoclip.data.world.config import WorldConfig
@@ -171,8 +171,7 @@ MODELS: list[ModelSpec] = _book_models()
 
 def cache_key(s: ModelSpec) -> str:
     """The training-cache entry key of ``s`` (the file name under ``<cache>/checkpoints``)."""
-    material = train_key_material(s.data(), s.train)
-    return stable_hash({"format": CACHE_FORMAT_VERSION, **material})
+    return entry_key(train_key_material(s.data(), s.train))
 
 
 def unique_models(models: Iterable[ModelSpec] = ()) -> list[tuple[ModelSpec, list[str], str]]:
@@ -237,10 +236,11 @@ def _train_one(s: ModelSpec) -> dict[str, Any]:
 
     os.environ.pop(MODELS_ONLY_ENV, None)
     torch.set_num_threads(s.threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trained = load_or_train(s.data(), s.train, progress=False)
     return {"name": s.name, "train_seconds": trained.train_seconds,
-            "wall_seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}
+            "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "threads": torch.get_num_threads()}
 
 
 def _fmt(seconds: float) -> str:
@@ -258,7 +258,9 @@ def train_missing(models: Iterable[ModelSpec] = (), jobs: int | None = None,
     (throughput so far in training pairs per second).
 
     Returns:
-        One dict per trained model: ``name, train_seconds, wall_seconds, threads``.
+        One dict per trained model: ``name, train_seconds`` (the training loop),
+        ``wall_seconds, cpu_seconds`` (the worker's task: data, training, saving, loading),
+        ``threads``.
     """
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -299,7 +301,8 @@ def train_missing(models: Iterable[ModelSpec] = (), jobs: int | None = None,
                 eta = elapsed / work_done * (work_total - work_done)
                 also = f" (= {', '.join(names[1:])})" if len(names) > 1 else ""
                 print(f"[models] {len(results)}/{len(todo)} {s.name}{also}: trained in "
-                      f"{r['train_seconds']:.0f} s on {r['threads']} thread(s); elapsed "
+                      f"{r['train_seconds']:.0f} s on {r['threads']} thread(s) "
+                      f"({r['cpu_seconds']:.0f} s CPU with data and loading); elapsed "
                       f"{_fmt(elapsed)}, ETA {_fmt(eta)}", file=out, flush=True)
     print(f"[models] done: {len(results)} model(s) in {_fmt(time.perf_counter() - t0)} "
           f"on {jobs} core(s)", file=out, flush=True)

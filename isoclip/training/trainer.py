@@ -467,7 +467,7 @@ def load_or_train(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainC
 
     def build() -> dict[str, Any]:
         if os.environ.get(MODELS_ONLY_ENV) == "1":
-            _refuse_training(dataset, cfg, stable_hash(material))
+            _refuse_training(dataset, cfg, entry_key(material))
         return train_clip(dataset, cfg, progress)
 
     payload = cached("checkpoints", material, build, enabled=cache)
