@@ -49,7 +49,7 @@ from open_clip.model import CLIP, CustomTextCLIP
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.timm_model import TimmModel
 from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
-from timm.layers import AttentionPoolLatent
+from timm.layers.attention_pool import AttentionPoolLatent
 from timm.layers.mlp import Mlp
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
 from torch import Tensor, nn
@@ -292,12 +292,15 @@ def _clone(b: Tensor | None) -> Tensor | None:
 
 
 def _text_projection(model: nn.Module) -> nn.Module | Tensor | None:
+    proj: nn.Module | Tensor | None
     if isinstance(model, CLIP):
-        return model.text_projection
+        proj = model.text_projection
+        return proj
     text = model.text
     if not isinstance(text, TextTransformer):
         raise NotImplementedError(f"unsupported text tower class {type(text).__name__}")
-    return text.text_projection
+    proj = text.text_projection
+    return proj
 
 
 def get_projectors(model: nn.Module) -> Projectors:
@@ -330,6 +333,7 @@ def _vit_preproj(visual: VisionTransformer, images: Tensor) -> Tensor:
     # VisionTransformer.forward up to (excluding) `pooled @ self.proj`.
     x = visual._embeds(images)
     x = visual.transformer(x)
+    pooled: Tensor
     pooled, _ = visual._pool(x)
     if pooled.ndim != 2:
         raise NotImplementedError(
@@ -367,7 +371,7 @@ def _map_preproj(visual: TimmModel, images: Tensor) -> Tensor:
     # queries commutes with the (affine) linearized MLP and is applied here.
     pool = _siglip_map_pool(visual)
     trunk = visual.trunk
-    x = trunk.forward_features(images)
+    x: Tensor = trunk.forward_features(images)
     if not trunk.pool_include_prefix:
         x = x[:, trunk.num_prefix_tokens:]
     B, N, C = x.shape
@@ -389,11 +393,14 @@ def _map_preproj(visual: TimmModel, images: Tensor) -> Tensor:
 
 
 def _timm_preproj(visual: TimmModel, images: Tensor) -> Tensor:
+    f: Tensor
     if _timm_head_proj(visual) is not None:
-        return visual.head.drop(visual.trunk(images))
+        f = visual.head.drop(visual.trunk(images))
+        return f
     if len(visual.head) == 0 and _timm_linear_classifier(visual) is not None:
         trunk = visual.trunk
-        return trunk.forward_head(trunk.forward_features(images), pre_logits=True)
+        f = trunk.forward_head(trunk.forward_features(images), pre_logits=True)
+        return f
     return _map_preproj(visual, images)
 
 
@@ -436,21 +443,25 @@ def encode_text_preproj(model: nn.Module, tokens: Tensor) -> Tensor:
         ``model.encode_text(tokens)``.
     """
     _check_model(model)
+    pooled: Tensor
     if isinstance(model, CLIP):
         cast_dtype = model.transformer.get_cast_dtype()
         x = model.token_embedding(tokens).to(cast_dtype)
         x = x + model.positional_embedding.to(cast_dtype)
         x = model.transformer(x, attn_mask=model.attn_mask)
         x = model.ln_final(x)
-        return text_global_pool(x, tokens, model.text_pool_type,
-                                eos_token_id=getattr(model, "text_eos_id", None))
+        pooled = text_global_pool(x, tokens, model.text_pool_type,
+                                  eos_token_id=getattr(model, "text_eos_id", None))
+        return pooled
     text = model.text
     if not isinstance(text, TextTransformer):
         raise NotImplementedError(f"unsupported text tower class {type(text).__name__}")
     x, attn_mask = text._embeds(tokens)
     x = text.transformer(x, attn_mask=attn_mask)
     if text.cls_emb is not None:
-        return text.ln_final(text_global_pool(x, pool_type="last"))
+        pooled = text.ln_final(text_global_pool(x, pool_type="last"))
+        return pooled
     x = text.ln_final(x)
-    return text_global_pool(x, tokens, pool_type=text.pool_type,
-                            eos_token_id=getattr(text, "eos_id", None))
+    pooled = text_global_pool(x, tokens, pool_type=text.pool_type,
+                              eos_token_id=getattr(text, "eos_id", None))
+    return pooled
