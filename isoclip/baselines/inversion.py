@@ -265,7 +265,7 @@ def encode_text_with_pseudo_tokens(model: nn.Module, tokens: Tensor, positions: 
     Returns:
         ``(preproj [B, d_t], projected [B, d])``, differentiable w.r.t. ``pseudo_tokens``.
     """
-    model = _check_clip_text(model)
+    clip = _check_clip_text(model)
     if pseudo_tokens.ndim != 3 or pseudo_tokens.shape[1] != positions.numel():
         raise ValueError(f"pseudo_tokens: expected [B, R={positions.numel()}, e], got "
                          f"{tuple(pseudo_tokens.shape)}")
@@ -273,16 +273,16 @@ def encode_text_with_pseudo_tokens(model: nn.Module, tokens: Tensor, positions: 
     if tokens.shape[0] not in (1, batch):
         raise ValueError(f"tokens: expected [1 or B={batch}, L], got {tuple(tokens.shape)}")
     tokens = tokens.expand(batch, -1)
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast_dtype)  # [B, L, e]
+    cast_dtype = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens).to(cast_dtype)  # [B, L, e]
     x = x.clone()
     x[:, positions] = pseudo_tokens.to(cast_dtype)
-    x = x + model.positional_embedding.to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask)
-    x = model.ln_final(x)
-    pooled = text_global_pool(x, tokens, model.text_pool_type,
-                              eos_token_id=getattr(model, "text_eos_id", None))
-    proj = model.text_projection
+    x = x + clip.positional_embedding.to(cast_dtype)
+    x = clip.transformer(x, attn_mask=clip.attn_mask)
+    x = clip.ln_final(x)
+    pooled = text_global_pool(x, tokens, clip.text_pool_type,
+                              eos_token_id=getattr(clip, "text_eos_id", None))
+    proj = clip.text_projection
     projected = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
     return pooled, projected
 
@@ -427,20 +427,20 @@ def oti(
         ValueError: bad argument (named in the message). NotImplementedError: not a CLIP
             with the built-in text tower.
     """
-    model = _check_clip_text(model)
+    clip = _check_clip_text(model)
     _check_eval(model)
     _check_hparams(steps, lr, weight_decay, init_std, snapshot_steps)
     tokens, positions = placeholder_positions(tokenizer, template, num_pseudo_tokens, placeholder)
-    _check_targets("image_features", image_features, _text_embed_dim(model))
+    _check_targets("image_features", image_features, _text_embed_dim(clip))
     tokens = tokens.to(image_features.device)
     positions = positions.to(image_features.device)
-    width = model.token_embedding.embedding_dim
+    width = clip.token_embedding.embedding_dim
     shape = (image_features.shape[0], num_pseudo_tokens, width)
 
     def encode(pseudo: Tensor) -> tuple[Tensor, Tensor]:
         return encode_text_with_pseudo_tokens(model, tokens, positions, pseudo)
 
-    return _invert(encode, image_features, shape, model.token_embedding.weight.dtype,
+    return _invert(encode, image_features, shape, clip.token_embedding.weight.dtype,
                    steps=steps, lr=lr, weight_decay=weight_decay, init_std=init_std, seed=seed,
                    snapshot_steps=snapshot_steps, progress=progress, desc="OTI")
 
