@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from isoclip.common.types import Modality
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.models.loading import ModelBundle
 from isoclip.studies.world import world_features
@@ -35,7 +36,7 @@ ABLATION_ROWS: tuple[tuple[str, str], ...] = (
 
 
 def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
-                     gallery_labels: Any, band: Any, modality: str, *,
+                     gallery_labels: Any, band: Any, modality: Modality, *,
                      seeds: Sequence[int] = (0, 1, 2, 3, 4), eps: float | None = None,
                      n_boot: int = 2000, boot_seed: int = 0) -> pd.DataFrame:
     """mAP of every ablation of :data:`ABLATION_ROWS` for one modality, and its paired
@@ -68,6 +69,7 @@ def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
 
     from isoclip.baselines.whitening import (
         ZCA_EPS,
+        Transform,
         ablation_transforms,
         projected,
         random_band_projectors,
@@ -88,7 +90,7 @@ def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
              "random_band": (f"random {kept}-dim", kept), "full_band": ("(0, 0)", r),
              "isoclip": (f"({band.k_top}, {band.k_bottom})", kept)}
 
-    def ap(transform: Any) -> Tensor:  # per-query AP in percent, NaN: no relevant item
+    def ap(transform: Transform) -> Tensor:  # per-query AP in percent, NaN: no relevant item
         return 100.0 * query_metrics(*transform(query, gallery), query_labels,
                                      gallery_labels)["mAP"]
 
