@@ -24,7 +24,7 @@ Data used, on a synthetic world (relevance is always "same class"):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,15 +42,18 @@ from isoclip.evaluate.stats import compare_retrieval
 from isoclip.models.loading import ModelBundle
 from isoclip.studies.world import WorldFeatures, sanity_metrics, world_features
 
+if TYPE_CHECKING:  # matplotlib is imported by the figure functions only
+    from matplotlib.figure import Figure
+
 __all__ = [
     "OTI_GAP_ROWS",
     "VARIANT_COLUMNS",
     "apply_shift",
     "gap_by_temperature",
+    "shared_operator_check",
     "shift_grid",
     "shift_loss_curves",
     "shift_metrics",
-    "shared_operator_check",
     "tau_inversion_table",
     "variant_metrics",
 ]
@@ -365,7 +368,7 @@ def gap_by_temperature(world: SyntheticWorld, base: Any, taus: Sequence[float],
 # ---------------------------------------------------------------------------------------------
 # figures
 
-def plot_embedding_pca(image: Any, text: Any, max_points: int = 600, seed: int = 0):  # noqa: ANN201
+def plot_embedding_pca(image: Any, text: Any, max_points: int = 600, seed: int = 0) -> Figure:
     """Liang's Fig. 1 analogue: the first two principal components of the stacked normalised
     image and text embeddings, coloured by modality, centroids marked."""
     from isoclip.studies.plotting import legend_right, page_figure
@@ -392,7 +395,7 @@ def plot_embedding_pca(image: Any, text: Any, max_points: int = 600, seed: int =
     return fig
 
 
-def plot_shift_loss(curves: pd.DataFrame, original_gap: float):  # noqa: ANN201
+def plot_shift_loss(curves: pd.DataFrame, original_gap: float) -> Figure:
     """Liang's Fig. 4 analogue: loss (minus its minimum, per τ) against the gap after the
     shift, one line per τ; the trained gap is marked and each minimum is dotted."""
     from isoclip.studies.plotting import legend_below, page_figure
@@ -414,7 +417,7 @@ def plot_shift_loss(curves: pd.DataFrame, original_gap: float):  # noqa: ANN201
 
 
 def plot_shift_metrics(df: pd.DataFrame, columns: Sequence[tuple[str, str]],
-                       original_gap: float, x: str = "gap"):  # noqa: ANN201
+                       original_gap: float, x: str = "gap") -> Figure:
     """Metrics of :func:`shift_metrics` against the gap after the shift (or ``x="lam"``),
     one panel per (column, label); the trained gap is marked."""
     from isoclip.studies.plotting import page_figure
@@ -429,7 +432,7 @@ def plot_shift_metrics(df: pd.DataFrame, columns: Sequence[tuple[str, str]],
     return fig
 
 
-def plot_gap_vs_tau(df: pd.DataFrame):  # noqa: ANN201
+def plot_gap_vs_tau(df: pd.DataFrame) -> Figure:
     """Gap and true-pair cosine against the (final) temperature, one point per model; the
     learned-τ model is drawn hollow. ``df``: columns ``tau, gap, true_pair_cos, learned``."""
     from isoclip.studies.plotting import legend_below, page_figure
@@ -449,7 +452,7 @@ def plot_gap_vs_tau(df: pd.DataFrame):  # noqa: ANN201
     return fig
 
 
-def plot_spectra(spectra: dict[str, Tensor]):  # noqa: ANN201
+def plot_spectra(spectra: dict[str, Tensor]) -> Figure:
     """σ_j/σ_1 of Ψ for several models (log scale), one line each."""
     from isoclip.studies.plotting import legend_right, page_figure
 
