@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from isoclip.data.base import ImageDataset, TextDataset
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import evaluate_zero_shot
 from isoclip.evaluate.gap import gap_report
@@ -43,10 +44,10 @@ class WorldFeatures:
 def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind = "projected",
                    *, progress: bool = False) -> WorldFeatures:
     """Extract (or load from the cache) the features of every evaluation split of ``world``."""
-    def img(ds):
+    def img(ds: ImageDataset) -> Tensor:
         return image_features(bundle, ds, kind, progress=progress)
 
-    def txt(ds):
+    def txt(ds: ImageDataset | TextDataset) -> Tensor:
         return text_features(bundle, ds, kind, progress=progress)
 
     return WorldFeatures(query_images=img(world.query), gallery_images=img(world.gallery),
@@ -75,7 +76,8 @@ def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
     if train.captions is None or not isinstance(train.images, np.ndarray):
         raise ValueError("world.train must hold images as an array and their captions")
     idx = calibration_indices(len(train), n, seed)
-    sub = ImageDataset(images=train.images[idx], labels=train.labels[idx],
+    labels = None if train.labels is None else train.labels[idx]
+    sub = ImageDataset(images=train.images[idx], labels=labels,
                        class_names=train.class_names, name=f"{train.name}[calib {n}, seed {seed}]",
                        captions=[train.captions[i] for i in idx])
     return (image_features(bundle, sub, "preproj", progress=False),
