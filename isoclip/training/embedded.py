@@ -10,7 +10,7 @@ model; :func:`model_for_set` says which embedded model evaluates a registered se
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isoclip.common.types import check_modality
 from isoclip.data.emoji import EmojiConfig, EmojiData, load_emoji
@@ -18,6 +18,9 @@ from isoclip.data.registry import RetrievalData
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 from isoclip.training.trainer import TrainConfig, TrainedModel, load_or_train
+
+if TYPE_CHECKING:  # the model classes load lazily (resolve_model)
+    from isoclip.models.loading import ModelBundle
 
 #: Training configuration of the book's default model.
 DEFAULT_TRAIN = TrainConfig(model="isoclip-tiny-vit", steps=800, batch_size=256, lr=1e-3,
@@ -44,7 +47,7 @@ class Embedded:
     trained: TrainedModel
 
     @property
-    def bundle(self):
+    def bundle(self) -> ModelBundle:
         return self.trained.bundle
 
 
@@ -74,7 +77,7 @@ class EmbeddedEmoji:
     trained: TrainedModel
 
     @property
-    def bundle(self):
+    def bundle(self) -> ModelBundle:
         return self.trained.bundle
 
 
@@ -108,7 +111,7 @@ def model_for_set(name: str, model: str = "embedded") -> str:
 
 def resolve_model(model: str = "embedded", pretrained: str | None = None, *,
                   device: str = "cpu", world: WorldConfig = DEFAULT_WORLD,
-                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True):
+                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True) -> ModelBundle:
     """The model a notebook's parameters name: ``"embedded"`` = our trained tiny model,
     ``"embedded-emoji"`` = the emoji model (:func:`embedded_emoji`, its own defaults),
     anything else = :func:`isoclip.models.loading.load_model` (real path, same code downstream)."""
