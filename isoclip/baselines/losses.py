@@ -19,7 +19,7 @@ features to its losses; ModGap normalises before its losses). Pair ``i`` is ``(x
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +113,7 @@ def imsep_loss(image_features: Tensor, text_features: Tensor, semantic_features:
         terms.append(F.cross_entropy(logit_scale * ((y @ y.T) * dist + paired), target))
     if modalities in ("image", "both"):
         terms.append(F.cross_entropy(logit_scale * ((x @ x.T) * dist + paired), target))
-    imsep = beta * sum(terms)
+    imsep = beta * cast(Tensor, sum(terms))  # terms is not empty: modalities was checked
     logits = logit_scale * x @ y.T
     clip = alpha * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
     return {"total": clip + imsep, "clip": clip, "imsep": imsep}
@@ -126,7 +126,8 @@ def alignment_loss(image_features: Tensor, text_features: Tensor) -> Tensor:
     """
     x = F.normalize(image_features, dim=-1)
     y = F.normalize(text_features, dim=-1)
-    return (x - y).norm(dim=1).pow(2).mean()
+    loss: Tensor = (x - y).norm(dim=1).pow(2).mean()
+    return loss
 
 
 def centroid_uniformity_loss(image_features: Tensor, text_features: Tensor,

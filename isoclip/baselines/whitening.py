@@ -184,7 +184,8 @@ def random_orthonormal_basis(dim: int, width: int, seed: int, *,
     Q, R = torch.linalg.qr(G)
     signs = torch.sign(torch.diagonal(R))
     signs[signs == 0] = 1.0
-    return (Q * signs).to(dtype)
+    basis: Tensor = (Q * signs).to(dtype)
+    return basis
 
 
 def random_band_projectors(P: Projectors, band: Band, seed: int) -> Projectors:

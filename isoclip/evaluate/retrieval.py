@@ -253,7 +253,9 @@ def _count_greater(scores: Tensor, values: Tensor, pool: ThreadPoolExecutor | No
 
     def block(a: int, b: int) -> Tensor:
         out[a:b].sort(axis=1)
-        return g - torch.searchsorted(torch.from_numpy(out[a:b]), values[a:b], right=True)
+        counts: Tensor = g - torch.searchsorted(torch.from_numpy(out[a:b]), values[a:b],
+                                                right=True)
+        return counts
 
     parts = pool.map(block, bounds[:-1].tolist(), bounds[1:].tolist())
     return torch.from_numpy(out), torch.cat(list(parts))

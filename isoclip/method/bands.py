@@ -86,7 +86,8 @@ class Band:
     def kept(self, r: int) -> int:
         """Number of kept directions, ``r - k_top - k_bottom`` (validated like :meth:`indices`)."""
         s = self.indices(r)
-        return s.stop - s.start
+        kept: int = s.stop - s.start
+        return kept
 
 
 def band_basis(dec: SVD, band: Band) -> tuple[Tensor, Tensor]:

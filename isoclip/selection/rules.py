@@ -57,7 +57,8 @@ def _cross_target(P: Projectors, fi: Tensor, ft: Tensor, modality: str) -> Tenso
     y = P.project_text(ft.to(P.dtype)).double()
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)
     y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    return x @ y.T if modality == "image" else y @ x.T
+    target: Tensor = x @ y.T if modality == "image" else y @ x.T
+    return target
 
 
 def _offdiag_rows(a: Tensor) -> Tensor:
@@ -102,7 +103,7 @@ def agreement_sweep(P: Projectors, image_preproj: Tensor, text_preproj: Tensor,
     Returns:
         DataFrame with columns ``k_top, k_bottom, kept, agreement`` (in [-1, 1]), grid order.
     """
-    check_modality("modality", modality)
+    modality = check_modality("modality", modality)
     fi, ft = _pair_features(P, image_preproj, text_preproj)
     own = fi if modality == "image" else ft
     target = _offdiag_rows(_cross_target(P, fi, ft, modality))
