@@ -7,7 +7,7 @@ it with :func:`check_modality`, so every bad value gets the same message naming 
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal
 
 __all__ = ["MODALITIES", "Modality", "check_modality"]
 
@@ -30,4 +30,4 @@ def check_modality(name: str, value: object) -> Modality:
     """
     if not isinstance(value, str) or value not in MODALITIES:
         raise ValueError(f"{name}: expected 'image' or 'text', got {value!r}")
-    return cast(Modality, value)
+    return value

@@ -64,6 +64,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _fake_cub(folder: Path, info: DatasetInfo, paint: _Painter, c: int, k: int) -> None:
+    images: list[str]
     classes, images, labels, split = [], [], [], []
     for y in range(c):
         cname = f"{y + 1:03d}.Fake_bird_{y}"

@@ -53,6 +53,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from isoclip.common.types import Modality
 from isoclip.data import suites
 from isoclip.data.paper_datasets import (
     READERS,
@@ -60,7 +61,6 @@ from isoclip.data.paper_datasets import (
     DatasetInfo,
     DatasetNotFoundError,
     GroundTruth,
-    Modality,
     ReadContext,
     RetrievalData,
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,7 @@ def cited_artefact(source: str) -> tuple[str, str, str]:
     return m["repo"], m["file"], m["part"]
 
 
-def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
+def load_paper_numbers(path: str | Path | Traversable | None = None) -> pd.DataFrame:
     """Load and validate the reference CSV.
 
     Args:
