@@ -84,8 +84,7 @@ __all__ = [
     "direction_factor_share", "mean_pair_cosine",
     # the committed study (chapter 13)
     "load_study", "config_from_row", "rerun_check", "RERUN_TOLERANCES",
-    "REAL_CLIP_DIAGNOSTICS", "clip_likeness", "plot_regime_heatmap", "plot_regime_gains",
-    "plot_regime_diagnostics", "plot_direction_shares",
+    "REAL_CLIP_DIAGNOSTICS", "clip_likeness", "study_summary", "MIN_GAIN", "verify_rerun",
 ]
 
 _BAND_KEY_NAMES = ("full_band_mAP", "oracle_band", "oracle_mAP", "oracle_heldout_mAP",
@@ -707,6 +706,32 @@ def rerun_check(committed: Mapping[str, Any], rerun: Mapping[str, Any],
     return pd.DataFrame(rows)
 
 
+def verify_rerun(runs: pd.DataFrame, run: str, stride: int = 2,
+                 tolerances: Mapping[str, float] = RERUN_TOLERANCES
+                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Re-run one configuration of the committed study from scratch (training it when the
+    cache is cold) and compare it with its committed row (:func:`rerun_check`).
+
+    Returns:
+        The comparison table and the fresh result of :func:`run_regime`.
+
+    Raises:
+        ValueError: ``run`` is not a run of ``runs``.
+        AssertionError: a value moved more than its tolerance (the table of those values).
+    """
+    if run not in set(runs["run"]):
+        raise ValueError(f"rerun: {run!r} is not a run of the study; runs: {list(runs['run'])}")
+    committed = runs.set_index("run").loc[run].to_dict()
+    committed["run"] = run
+    world_cfg, train_cfg = config_from_row(committed)
+    fresh = run_regime(world_cfg, train_cfg, stride=int(stride))
+    check = rerun_check(committed, fresh, tolerances)
+    if not check["ok"].all():
+        raise AssertionError(f"the re-run of {run!r} does not reproduce the committed study:\n"
+                             f"{check[~check['ok']].to_string()}")
+    return check, fresh
+
+
 def direction_factor_share(P: Projectors, features: Tensor, factors: Mapping[str, Any],
                            modality: str = "image", dec: SVD | None = None) -> pd.DataFrame:
     """How much of each singular direction of Psi a factor of the data explains.
@@ -749,91 +774,6 @@ def direction_factor_share(P: Projectors, features: Tensor, factors: Mapping[str
     return pd.DataFrame(out)
 
 
-def plot_regime_gains(runs: pd.DataFrame, task: str = "i2i"):  # noqa: ANN201
-    """Small multiples, one panel per domain of :data:`DOMAIN_LABELS`: for every run (rows),
-    IsoCLIP's held-out band gain (filled), its oracle band gain (open) and, for image→image,
-    OTI's gain with its 95 % interval, in mAP points over CLIP."""
-    import matplotlib.pyplot as plt
-
-    from isoclip.studies.plotting import METHOD_COLOURS
-
-    y = np.arange(len(runs))[::-1]
-    fig, axes = plt.subplots(1, len(DOMAIN_LABELS), figsize=(10.0, 0.28 * len(runs) + 1.9),
-                             sharey=True, layout="constrained")
-    for ax, (dom, label) in zip(axes, DOMAIN_LABELS.items()):
-        ax.axvline(0, color="0.4", lw=0.8)
-        ho = runs[f"{task}_{dom}gain_heldout"].astype(float)
-        orc = runs[f"{task}_{dom}gain_oracle"].astype(float)
-        ax.scatter(orc, y, facecolors="none", edgecolors=METHOD_COLOURS["IsoCLIP"], s=28,
-                   label="IsoCLIP, oracle band")
-        ax.scatter(ho, y, color=METHOD_COLOURS["IsoCLIP"], s=18, zorder=3,
-                   label="IsoCLIP, held-out band")
-        if task == "i2i" and f"oti_{dom}gain" in runs:
-            g = runs[f"oti_{dom}gain"].astype(float)
-            err = np.vstack([g - runs[f"oti_{dom}lo"].astype(float),
-                             runs[f"oti_{dom}hi"].astype(float) - g])
-            ax.errorbar(g, y - 0.25, xerr=err, fmt="s", ms=3.5, lw=0.9,
-                        color=METHOD_COLOURS["OTI"], label="OTI (95 % interval)")
-        ax.set_title(f"{label}\n(CLIP: {runs[f'{task}_{dom}mAP'].astype(float).min():.0f}–"
-                     f"{runs[f'{task}_{dom}mAP'].astype(float).max():.0f} mAP)")
-        ax.set_xlabel("gain over CLIP (mAP points)")
-    axes[0].set_yticks(y, runs["run"])
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small",
-               frameon=False)
-    return fig
-
-
-def plot_regime_diagnostics(runs: pd.DataFrame, domain: str = "in_shape_", task: str = "i2i",
-                            diagnostics: tuple[tuple[str, str], ...] = (
-                                ("cone_image", "image cone (mean cosine)"),
-                                ("gap", "modality gap"),
-                                ("flatness_mid_ratio", "flatness (mid / ends decay)"),
-                                ("zero_shot_acc", "zero-shot accuracy (%)"))):  # noqa: ANN201
-    """IsoCLIP's held-out band gain in ``domain`` against the diagnostics of each run, one
-    panel per diagnostic, points coloured by world."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    gain = f"{task}_{domain}gain_heldout"
-    fig, axes = plt.subplots(1, len(diagnostics), figsize=(3.0 * len(diagnostics), 3.1),
-                             sharey=True)
-    for i, (ax, (col, label)) in enumerate(zip(axes, diagnostics)):
-        sns.scatterplot(data=runs.astype({gain: float}), x=col, y=gain, hue="world_name",
-                        style="tau", ax=ax, s=45, legend=i == len(diagnostics) - 1)
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xlabel(label)
-        ax.set_ylabel(f"IsoCLIP gain, {DOMAIN_LABELS[domain]} (mAP)")
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small",
-                    frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_direction_shares(shares: pd.DataFrame, factors: tuple[str, ...], k_top: int | None = None
-                          ):  # noqa: ANN201
-    """eta² of each factor per singular direction of Psi (:func:`direction_factor_share`),
-    with σ_j/σ_1 on a second axis and the dropped top directions shaded."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.2, 3.2))
-    for f in factors:
-        ax.plot(shares["direction"], shares[f"eta2_{f}"], marker="o", ms=3, lw=1, label=f)
-    if k_top:
-        ax.axvspan(-0.5, k_top - 0.5, color="0.85", zorder=0, label=f"dropped top {k_top}")
-    ax.set_xlabel("singular direction j of Ψ (by decreasing σ)")
-    ax.set_ylabel("η² (share of the coordinate's variance)")
-    ax.set_ylim(0, 1)
-    ax2 = ax.twinx()
-    ax2.plot(shares["direction"], shares["sigma_rel"], color="0.3", ls="--", lw=1)
-    ax2.set_ylabel("σ_j / σ_1 (dashed)")
-    ax2.set_ylim(0, 1.05)
-    ax2.grid(False)
-    ax.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
 #: Real CLIP's diagnostics the study aims at (Liang et al. 2022, ViT-B/32 on COCO): mean
 #: intra-modal cosine about 0.5 per modality and a centroid gap of 0.82.
 REAL_CLIP_DIAGNOSTICS: dict[str, float] = {"cone_image": 0.5, "cone_text": 0.5, "gap": 0.82}
@@ -854,39 +794,136 @@ def clip_likeness(runs: pd.DataFrame,
     return sum((runs[k].astype(float) - v).abs() for k, v in target.items())
 
 
-def plot_regime_heatmap(runs: pd.DataFrame, panels: tuple[tuple[str, str], ...] = (
-        ("i2i_gain_heldout", "IsoCLIP, whole world"),
-        ("i2i_in_shape_gain_heldout", "IsoCLIP, within one shape"),
-        ("oti_gain", "OTI, whole world"),
-        ("oti_in_shape_gain", "OTI, within one shape")),
-        d: int = 64, steps: int = 800, seed: int = 0):  # noqa: ANN201
-    """Heatmaps world × temperature of image→image gains over CLIP (mAP points), for the runs
-    with shared dimension ``d``, ``steps`` training steps and training seed ``seed`` (the
-    other runs vary one more factor; they are in the table). Empty cells: not run."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+#: mAP points: below this a band "does not gain" (round-off and ties).
+MIN_GAIN = 0.1
 
-    sub = runs[(runs["d"] == d) & (runs["steps"] == steps) & (runs["seed"] == seed)]
-    taus = sorted(sub["tau"].unique(), key=lambda t: (t != "learned", float(t) if t != "learned"
-                                                      else 0.0))
-    worlds = list(dict.fromkeys(sub["world_name"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 0.45 * len(worlds) + 1.5),
-                             sharey=True)
-    values = [sub[c].astype(float) for c, _ in panels]
-    lim = max(1.0, max(float(np.nanmax(np.abs(v))) for v in values))
-    for ax, (col, title) in zip(np.atleast_1d(axes), panels):
-        grid = sub.pivot_table(index="world_name", columns="tau", values=col, aggfunc="first"
-                               ).reindex(index=worlds, columns=taus).astype(float)
-        sns.heatmap(grid, ax=ax, annot=True, fmt="+.1f", cmap="RdBu_r", vmin=-lim, vmax=lim,
-                    cbar=False, annot_kws={"fontsize": 8})
-        ax.grid(False)
-        ax.set_facecolor("0.93")  # combinations not run
-        ax.set_title(title)
-        ax.set_xlabel("τ")
-        ax.set_ylabel("")
-    np.atleast_1d(axes)[0].set_ylabel("world")
-    fig.tight_layout()
-    return fig
+
+def study_summary(runs: pd.DataFrame, min_gain: float = MIN_GAIN) -> dict[str, Any]:
+    """Every number and phrase the regime chapter states about the committed study, by name
+    (the chapter glues each one): best gains per domain and the run they come from, counts of
+    runs with a gain, OTI's significant runs, the agreement and automatic bands, the
+    centring baseline, the flatness range, rank correlations with the diagnostics, the
+    training seeds and the run closest to real CLIP (:func:`clip_likeness`).
+
+    Args:
+        runs: :func:`load_study`'s table. min_gain: gain (mAP points) below which a band
+            "does not gain".
+    """
+    out: dict[str, Any] = {"min_gain": min_gain}
+
+    def col(name: str) -> pd.Series:
+        return runs[name].astype(float)
+
+    def best(domain: str, task: str = "i2i") -> tuple[pd.Series, float]:
+        g = col(f"{task}_{domain}gain_heldout")
+        i = int(g.idxmax())
+        return runs.loc[i], float(g.loc[i])
+
+    for dom, name in (("", "whole"), ("in_shape_", "shape"), ("in_colour_", "colour")):
+        r, g = best(dom)
+        out[f"best_{name}_run"] = r["run"]
+        out[f"best_{name}_gain"] = g
+        out[f"best_{name}_oracle_gain"] = float(r[f"i2i_{dom}gain_oracle"])
+        out[f"best_{name}_clip"] = float(r[f"i2i_{dom}mAP"])
+        out[f"best_{name}_band"] = str(tuple(r[f"i2i_{dom}oracle_band"]))
+        gains = col(f"i2i_{dom}gain_heldout")
+        out[f"n_{name}_gain_1"] = int((gains >= 1.0).sum())
+        out[f"min_{name}_gain"] = float(gains.min())
+        out[f"n_{name}_oti_sig"] = int((col(f"oti_{dom}lo") > 0).sum())
+        out[f"best_{name}_oti"] = float(col(f"oti_{dom}gain").max())
+        auto = col(f"i2i_{dom}gain_auto")
+        out[f"n_{name}_auto_pos"] = int((auto >= min_gain).sum())
+        out[f"best_{name}_auto"] = float(auto.max())
+        agree, oracle = col(f"i2i_{dom}gain_agree"), col(f"i2i_{dom}gain_oracle")
+        out[f"n_{name}_agree_pos"] = int((agree >= min_gain).sum())
+        out[f"best_{name}_agree"] = float(agree.max())
+        out[f"median_{name}_agree_to_oracle"] = float((oracle - agree).median())
+        out[f"max_{name}_agree_to_oracle"] = float((oracle - agree).max())
+        out[f"n_{name}_agree_within_1"] = int((oracle - agree <= 1.0).sum())
+    rt, gt = best("", "t2t")
+    out["best_t2t_run"], out["best_t2t_gain"] = rt["run"], gt
+    out["n_t2t_ceiling"] = int((col("t2t_mAP") >= 98.0).sum())
+    out["n_shape_top_dropped"] = int(
+        (runs["i2i_in_shape_oracle_band"].map(lambda b: int(b[0])) > 0).sum())
+    out["n_whole_top_dropped"] = int((runs["i2i_oracle_band"].map(lambda b: int(b[0])) > 0).sum())
+    flat = col("flatness_mid_ratio")
+    out["flat_min"], out["flat_max"] = float(flat.min()), float(flat.max())
+    shape_gain = col("i2i_in_shape_gain_heldout")
+    for c in ("cone_image", "gap", "flatness_mid_ratio", "zero_shot_acc", "i2i_in_shape_mAP"):
+        out[f"rho_shape_{c}"] = float(shape_gain.rank().corr(col(c).rank()))
+    n_pos = int((shape_gain >= min_gain).sum())
+    out["n_shape_gain_pos"] = n_pos
+    out["shape_claim"] = ("gains in every run" if n_pos == len(runs) else
+                          f"gains in {n_pos} of {len(runs)} runs" if n_pos else "gains in no run")
+    out["n_shape_ge_1"] = int((shape_gain >= 1.0).sum())
+    n_whole_1 = int((col("i2i_gain_heldout") >= 1.0).sum())
+    out["whole_claim"] = (f"gains a point or more in {n_whole_1} of {len(runs)} runs"
+                          if n_whole_1 else "gains less than one point in every run")
+    out.update(_closest_to_clip(runs, best("in_shape_")[0]["run"]))
+    out.update(_shape_domain_summary(runs, shape_gain, min_gain, best("in_shape_")[0]))
+    return out
+
+
+def _closest_to_clip(runs: pd.DataFrame, best_shape_run: str) -> dict[str, Any]:
+    """The run closest to real CLIP's diagnostics, and the default run's standing."""
+    likeness = clip_likeness(runs)
+    closest = runs.loc[likeness.idxmin()]
+    default = runs.set_index("run").loc["default-learned"]
+    return {
+        "closest_run": closest["run"], "closest_distance": float(likeness.min()),
+        "closest_cone_image": float(closest["cone_image"]),
+        "closest_cone_text": float(closest["cone_text"]), "closest_gap": float(closest["gap"]),
+        "closest_zs": float(closest["zero_shot_acc"]),
+        "closest_shape_gain": float(closest["i2i_in_shape_gain_heldout"]),
+        "closest_train_seconds": float(closest["train_seconds"]),
+        "default_distance": float(likeness[runs["run"] == "default-learned"].iloc[0]),
+        "default_zs": float(default["zero_shot_acc"]),
+        "default_shape_gain": float(default["i2i_in_shape_gain_heldout"]),
+        "default_train_seconds": float(default["train_seconds"]),
+        "default_best_phrase": "has" if best_shape_run == "default-learned" else "does not have",
+    }
+
+
+def _shape_domain_summary(runs: pd.DataFrame, shape_gain: pd.Series, min_gain: float,
+                          best_shape: pd.Series) -> dict[str, Any]:
+    """Within-shape details: top-only bands, ceilings, cones, seeds, the centring baseline,
+    OTI on the compositional worlds."""
+    def col(name: str) -> pd.Series:
+        return runs[name].astype(float)
+
+    out: dict[str, Any] = {}
+    top_only = col("i2i_in_shape_top_only_mAP") - col("i2i_in_shape_mAP")
+    out["best_shape_top_only"] = float(top_only.max())
+    out["best_shape_top_only_run"] = runs.loc[int(top_only.idxmax()), "run"]
+    out["n_shape_top_only_1"] = int((top_only >= 1.0).sum())
+    out["best_shape_error_cut"] = float(best_shape["i2i_in_shape_error_cut_heldout"])
+    ceiling = col("i2i_in_shape_mAP") >= 99.5
+    out["n_shape_ceiling"] = int(ceiling.sum())
+    out["shape_ceiling_runs"] = ", ".join(runs.loc[ceiling, "run"])
+    strong = col("cone_image") >= 0.5
+    out["n_strong_cone"] = int(strong.sum())
+    out["max_gain_strong_cone"] = float(shape_gain[strong].max()) if strong.any() \
+        else float("nan")
+    out["max_gain_weak_cone"] = float(shape_gain[~strong].max())
+    seeds = runs[runs["run"].str.startswith("default-learned") & (runs["steps"] == 800)]
+    seed_gain = seeds["i2i_in_shape_gain_heldout"].astype(float)
+    out["n_seeds"] = len(seeds)
+    out["seed_gain_min"], out["seed_gain_max"] = float(seed_gain.min()), float(seed_gain.max())
+    out["seed_whole_max"] = float(seeds["i2i_gain_heldout"].astype(float).max())
+    centred = col("i2i_in_shape_gain_centred")
+    out["n_iso_beats_centred"] = int((shape_gain > centred + min_gain).sum())
+    out["n_centred_beats_iso"] = int((centred > shape_gain + min_gain).sum())
+    out["best_shape_centred"] = float(centred.max())
+    out["best_shape_centred_run"] = runs.loc[int(centred.idxmax()), "run"]
+    out["default_shape_centred"] = float(centred[runs["run"] == "default-learned"].iloc[0])
+    colour_centred = col("i2i_in_colour_gain_centred")
+    out["best_colour_centred"] = float(colour_centred.max())
+    out["best_colour_centred_run"] = runs.loc[int(colour_centred.idxmax()), "run"]
+    out["n_strong_centred_beats_iso"] = int((centred > shape_gain + min_gain)[strong].sum())
+    comp = runs["world"].map(lambda w: w["scene"] == "compositional")
+    out["n_comp"] = int(comp.sum())
+    out["n_comp_oti_worse"] = int((runs.loc[comp, "oti_hi"].astype(float) < 0).sum())
+    return out
 
 
 def mean_pair_cosine(P: Projectors, features: Tensor, band: Band | None, groups: Any = None,
