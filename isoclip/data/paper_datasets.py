@@ -22,7 +22,7 @@ import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -32,7 +32,7 @@ from isoclip.data.base import ImageDataset, TextDataset
 
 Layout = Literal["cub", "revisited", "coop_split", "fgvc_aircraft", "coco_karpathy",
                  "flickr30k_csv", "nocaps_json"]
-SplitData = Union[ImageDataset, TextDataset]
+SplitData = ImageDataset | TextDataset
 #: One revisited query: int64 index arrays ``easy``/``hard``/``junk`` into the gallery and the
 #: float64 query box ``bbx`` = [x1, y1, x2, y2] in pixels of the query image.
 GroundTruth = dict[str, np.ndarray]
@@ -254,7 +254,7 @@ def read_cub(ctx: ReadContext) -> RetrievalData:
                 f"line {n}: label {lab!r} is not in 1..{len(class_names)} (classes.txt)")
         label_of[iid] = int(lab) - 1
 
-    img_path, img_rows = ctx.read_fields("images.txt")
+    _, img_rows = ctx.read_fields("images.txt")
     missing = [iid for _, (iid, _) in img_rows if iid not in label_of]
     _expect(not missing, ctx, lab_path, f"no label for image ids {missing[:5]} of images.txt")
     image_dir = ctx.path(ctx.info.image_dir + "/")
@@ -287,8 +287,9 @@ def _gnd_entry(ctx: ReadContext, path: Path, qi: int, entry: Any, n_db: int) -> 
 
 
 def _crop(path: Path, box: np.ndarray) -> Image.Image:
+    x1, y1, x2, y2 = (float(v) for v in box)  # [4], checked by the gnd reader
     with Image.open(path) as im:
-        return im.convert("RGB").crop(tuple(float(v) for v in box))
+        return im.convert("RGB").crop((x1, y1, x2, y2))
 
 
 _PLAIN = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str",
@@ -460,6 +461,8 @@ def read_fgvc_aircraft(ctx: ReadContext) -> RetrievalData:
 
 
 def _caption_pair(ctx: ReadContext, per_image: Sequence[Sequence[str]]) -> RetrievalData:
+    q_txt: list[str]
+    g_txt: list[str]
     q_txt, q_lab, g_txt, g_lab = [], [], [], []
     for i, caps in enumerate(per_image):
         q_txt += caps[:1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,8 +28,9 @@ from isoclip.data.world.primitives import (
 # --------------------------------------------------------------------------------------------
 
 def _as_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"WorldConfig.{name}: expected an int >= {minimum}, got bool {value}")
+    if isinstance(value, bool):  # every bad WorldConfig field is a ValueError naming it
+        raise ValueError(  # noqa: TRY004
+            f"WorldConfig.{name}: expected an int >= {minimum}, got bool {value}")
     try:
         v = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -47,9 +48,9 @@ def _as_fraction(name: str, value: object) -> float:
     return float(value)
 
 
-def _as_names(name: str, value: object, registry: Mapping) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"WorldConfig.{name}: expected a sequence of names from "
+def _as_names(name: str, value: object, registry: Mapping[str, object]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):  # ValueError, as every field
+        raise ValueError(f"WorldConfig.{name}: expected a sequence of names from "  # noqa: TRY004
                          f"{list(registry)}, got {value!r}")
     names = tuple(value)
     unknown = [n for n in names if n not in registry]
@@ -161,7 +162,7 @@ class WorldConfig:
         """Canonical class names, e.g. ``"red circle"``."""
         return [f"{c} {s}" for s, c in self.classes]
 
-    def _key_fields(self, fields: Sequence[str]) -> dict[str, object]:
+    def _key_fields(self, fields: Iterable[str]) -> dict[str, object]:
         """``fields`` plus the compositional ones unless the scene is single-object."""
         out = {f: getattr(self, f) for f in fields}
         if self.scene != "single":
