@@ -36,7 +36,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from open_clip.tokenizer import SimpleTokenizer
+
     from isoclip.data.world.config import WorldConfig
+    from isoclip.data.world.primitives import Sdf
 
 #: Size of the main object: name -> caption synonyms.
 SIZES: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -140,7 +143,7 @@ def sample_scenes(cfg: WorldConfig, labels: np.ndarray, rng: np.random.Generator
 # Rendering
 # --------------------------------------------------------------------------------------------
 
-def _object_frame(sdf, size: int, centre: np.ndarray, radius: np.ndarray,
+def _object_frame(sdf: Sdf, size: int, centre: np.ndarray, radius: np.ndarray,
                   angle_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(signed distance to the edge in px, object-frame x in px), each float32 [n, S, S];
     the geometry of :func:`isoclip.data.world.primitives.object_coverage`."""
@@ -267,7 +270,7 @@ def render(cfg: WorldConfig, sc: Scenes, split_id: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _bpe():
+def _bpe() -> SimpleTokenizer:
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer()
