@@ -235,3 +235,29 @@ def test_training_needs_captions() -> None:
     bare = ImageDataset(ds.images, ds.labels, ds.class_names, "bare")
     with pytest.raises(ValueError, match="captions"):
         load_or_train(bare, FAST, progress=False, cache=False)
+
+
+def test_training_without_labels_and_with_several_captions(isolated_cache) -> None:
+    """The CLIP loss never reads labels: a caption-only collection trains; with several
+    captions per image one is drawn per step (seeded), and the single-caption path is
+    unchanged."""
+    ds = toy_dataset(64)
+    plain = ImageDataset(ds.images, None, None, "toy-no-labels", captions=list(ds.captions))
+    assert plain.labels is None and plain.class_names == [] and not plain.several_captions
+    many = ImageDataset(ds.images, None, None, "toy-many",
+                        captions=[[c, c.replace("picture", "patch")] for c in ds.captions])
+    assert many.several_captions and many.first_captions() == list(ds.captions)
+    a = load_or_train(plain, FAST, progress=False, cache=False)
+    labelled = load_or_train(ImageDataset(ds.images, ds.labels, ds.class_names, "toy-no-labels",
+                                          captions=list(ds.captions)), FAST, progress=False,
+                             cache=False)
+    for k, v in a.bundle.model.state_dict().items():  # labels change nothing but the key
+        assert torch.equal(v, labelled.bundle.model.state_dict()[k]), k
+    b1 = load_or_train(many, FAST, progress=False, cache=False)
+    b2 = load_or_train(many, FAST, progress=False, cache=False)
+    sd = b1.bundle.model.state_dict()
+    assert all(torch.equal(v, b2.bundle.model.state_dict()[k]) for k, v in sd.items())
+    assert not all(torch.equal(v, a.bundle.model.state_dict()[k]) for k, v in sd.items())
+    assert plain.fingerprint() != many.fingerprint()
+    with pytest.raises(TypeError, match="non-empty list of str"):
+        ImageDataset(ds.images, None, None, "bad", captions=[[]] * 64)

@@ -42,6 +42,16 @@ class ImageReadError(OSError):
     """An image file of a dataset cannot be read (the message names the file and dataset)."""
 
 
+def _check_captions(captions: Sequence[object]) -> None:
+    """Each entry a str or a non-empty list of str (several captions of one image)."""
+    for i, c in enumerate(captions):
+        if isinstance(c, str):
+            continue
+        if not isinstance(c, (list, tuple)) or not c or not all(isinstance(t, str) for t in c):
+            raise TypeError(f"captions: expected a str or a non-empty list of str per image, "
+                            f"got {type(c).__name__} {c!r} at index {i}")
+
+
 def _check_strings(name: str, items: Sequence[object]) -> None:
     bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
     if bad is not None:
@@ -56,17 +66,22 @@ class ImageDataset:
     Attributes:
         images: either a uint8 array of shape [N, H, W, 3], a sequence of N ``PIL.Image``,
             or a sequence of N image file paths (opened lazily, converted to RGB).
-        labels: int64 array of shape [N] (class index into ``class_names``).
-        class_names: human-readable class names, ``len == n_classes``.
+        labels: int64 array of shape [N] (class index into ``class_names``), or None for
+            data that only trains a model (the CLIP loss never reads labels; evaluators
+            that need them say so).
+        class_names: human-readable class names, ``len == n_classes`` (None or ``[]``
+            without labels).
         name: dataset identifier (part of every feature-cache key), e.g. ``"synthetic/query"``.
-        captions: optional list of N captions paired with the images (image-caption data).
+        captions: optional list of N captions paired with the images (image-caption data);
+            an entry may be a list of several captions of that image (the trainer draws one
+            per step; :meth:`first_captions` gives one per image).
     """
 
     images: ImageSource
-    labels: np.ndarray
-    class_names: list[str]
+    labels: np.ndarray | None
+    class_names: list[str] | None
     name: str
-    captions: list[str] | None = None
+    captions: list[str] | list[str | list[str]] | None = None
     _fingerprint: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +100,18 @@ class ImageDataset:
         if n == 0:
             raise ValueError(f"ImageDataset {self.name!r}: no images (images is empty); "
                              "expected at least one image")
+        if self.class_names is None:
+            object.__setattr__(self, "class_names", [])
+        if self.captions is not None:
+            if isinstance(self.captions, (str, bytes)):
+                raise TypeError("captions: got one str where a list of N captions was expected")
+            if len(self.captions) != n:
+                raise ValueError(
+                    f"captions: expected {n} captions (one per image), got {len(self.captions)}"
+                )
+            _check_captions(self.captions)
+        if self.labels is None:
+            return
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or labels.shape[0] != n:
             raise ValueError(
@@ -97,14 +124,6 @@ class ImageDataset:
                 f"labels: expected values in [0, {len(self.class_names)}) "
                 f"(len(class_names)), got range [{labels.min()}, {labels.max()}]"
             )
-        if self.captions is not None:
-            if isinstance(self.captions, (str, bytes)):
-                raise TypeError("captions: got one str where a list of N captions was expected")
-            if len(self.captions) != n:
-                raise ValueError(
-                    f"captions: expected {n} captions (one per image), got {len(self.captions)}"
-                )
-            _check_strings("captions", self.captions)
         object.__setattr__(self, "labels", labels.astype(np.int64))
 
     def __len__(self) -> int:
@@ -127,8 +146,25 @@ class ImageDataset:
         else:
             images = [self.images[i] for i in idx.tolist()]
         captions = None if self.captions is None else [self.captions[i] for i in idx.tolist()]
-        return ImageDataset(images=images, labels=self.labels[idx], class_names=self.class_names,
+        labels = None if self.labels is None else self.labels[idx]
+        return ImageDataset(images=images, labels=labels, class_names=self.class_names,
                             name=name, captions=captions)
+
+    def first_captions(self) -> list[str]:
+        """One caption per image: the caption, or the first of several.
+
+        Raises:
+            ValueError: the dataset has no captions.
+        """
+        if self.captions is None:
+            raise ValueError(f"dataset {self.name!r} has no captions")
+        return [c if isinstance(c, str) else c[0] for c in self.captions]
+
+    @property
+    def several_captions(self) -> bool:
+        """Whether some image has more than one caption."""
+        return self.captions is not None and any(not isinstance(c, str)
+                                                 for c in self.captions)
 
     def image(self, i: int) -> Image.Image:
         """Image ``i`` as an RGB ``PIL.Image`` (what a model's ``preprocess`` expects)."""
@@ -168,11 +204,17 @@ class ImageDataset:
                     except OSError as e:
                         raise ImageReadError(f"dataset {self.name!r}: image {i}, {src}: {e}") from e
                     h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-        _hash_update_array(h, self.labels)
-        for c in self.class_names:
+        if self.labels is None:
+            h.update(b"no labels\0")
+        else:
+            _hash_update_array(h, self.labels)
+        for c in self.class_names or []:
             h.update(c.encode() + b"\0")
         for c in self.captions or []:
-            h.update(c.encode() + b"\0")
+            if isinstance(c, str):
+                h.update(c.encode() + b"\0")
+            else:  # several captions of one image: a group marker keeps the grouping
+                h.update(b"\x1e" + b"\0".join(t.encode() for t in c) + b"\x1e\0")
         fp = h.hexdigest()
         self._fingerprint.append(fp)
         return fp

@@ -181,7 +181,7 @@ def _as_texts(texts: TextDataset | ImageDataset | Sequence[str]) -> tuple[list[s
     if isinstance(texts, ImageDataset):
         if texts.captions is None:
             raise ValueError(f"texts: ImageDataset {texts.name!r} has no captions")
-        caps = list(texts.captions)
+        caps = texts.first_captions()  # one per image (the first of several)
         return caps, texts_fingerprint(caps), f"{texts.name}/captions"
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError("texts: expected a TextDataset, an ImageDataset with captions or a "

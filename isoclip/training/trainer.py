@@ -284,6 +284,9 @@ def semantic_features(dataset: ImageDataset, cfg: TrainConfig) -> torch.Tensor:
 
     if dataset.captions is None:
         raise ValueError(f"dataset {dataset.name!r}: IMSep needs captions")
+    if dataset.several_captions:
+        raise ValueError(f"dataset {dataset.name!r}: IMSep's caption attributes need one "
+                         "caption per image")
     return torch.from_numpy(caption_attributes(list(dataset.captions)))
 
 
@@ -323,6 +326,19 @@ def _stream_batch(bundle: ModelBundle, stream: TrainStream, step: int, cfg: Trai
     return dataset_tensor(bundle, batch), bundle.tokenizer(list(batch.captions)), sem
 
 
+def _caption_tokens(bundle: ModelBundle, dataset: ImageDataset
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Tokens of every caption; with several captions per image also each image's first
+    row in them (``offsets`` [N]) and its number of captions (``counts`` [N]), else None."""
+    caps = list(dataset.captions or [])
+    if not dataset.several_captions:
+        return bundle.tokenizer(caps), None, None
+    groups = [[c] if isinstance(c, str) else list(c) for c in caps]
+    counts = torch.tensor([len(g) for g in groups], dtype=torch.long)
+    offsets = torch.cumsum(counts, 0) - counts
+    return bundle.tokenizer([c for g in groups for c in g]), offsets, counts
+
+
 def train_clip(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainConfig(),
                progress: bool = True) -> dict[str, Any]:
     """Train a model of config ``cfg.model`` from scratch on ``dataset`` (images + captions):
@@ -352,7 +368,10 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
     stream = dataset if isinstance(dataset, TrainStream) else None
     if stream is None:
         images = dataset_tensor(bundle, dataset)
-        tokens = bundle.tokenizer(list(dataset.captions))
+        tokens, offsets, counts = _caption_tokens(bundle, dataset)
+        # several captions per image: one drawn per image and step from its own stream, so
+        # the batches (and single-caption trainings) are unchanged
+        cap_gen = torch.Generator().manual_seed(cfg.seed + 1) if counts is not None else None
         sem = semantic_features(dataset, cfg) if cfg.loss == "imsep" else None
     if cfg.temperature is None:
         model.logit_scale.data.fill_(math.log(1.0 / cfg.init_temperature))
@@ -380,7 +399,12 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
                 pos = 0
             idx = perm[pos:pos + cfg.batch_size]
             pos += cfg.batch_size
-            x, t = images[idx], tokens[idx]
+            if counts is None:
+                x, t = images[idx], tokens[idx]
+            else:
+                pick = offsets[idx] + (torch.rand(len(idx), generator=cap_gen)
+                                       * counts[idx]).long()
+                x, t = images[idx], tokens[pick]
             s_b = None if sem is None else sem[idx]
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
