@@ -28,7 +28,8 @@ PNG_B = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQV
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>
 body {{ margin: 0; }} main {{ display: block; }}
 article {{ max-width: 700px; margin: 0 auto; padding: 0 10px; }}
-</style></head><body><main><article>{body}</article></main></body></html>"""
+</style></head><body><main><div style="display:none"><img src="a.png"></div>
+<article>{body}</article></main></body></html>"""
 
 GOOD = """
 <p>A finished sentence with a file that exists: <code>tools/check_book.py</code> and
@@ -113,3 +114,7 @@ def test_text_helpers():
     assert check_book.unknown_file_names(
         "README.md, papers.md, tools/nope.py, other/project/file.py, tools/check_book.py",
         files, root=Path("/nonexistent")) == ["papers.md", "tools/nope.py"]
+    cited = ("Source: the official `metrics.py` (gap). Split files from CoOp DATASETS.md "
+             "(github.com/KaiyangZhou/CoOp). See notes.md for more.")
+    assert check_book.unknown_file_names(cited, files, root=Path("/nonexistent")) == \
+        ["notes.md"]

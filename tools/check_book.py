@@ -49,6 +49,8 @@ FILE_NAMES = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w.-]+\.(?:md|py|ipynb|ya?ml
                         r"(?![\w/])")
 #: A subscript written as text: a letter (Latin or Greek) + "_" + a letter or digit.
 RAW_SUBSCRIPT = re.compile(r"[A-Za-zΑ-Ωα-ωϕϵ]_[A-Za-z0-9{]")
+#: The page's own content (not the header's launch or download menus).
+ARTICLE = "main article"
 
 # The JavaScript measurements; each returns plain JSON.
 JS_TABLES = """() => {
@@ -128,16 +130,30 @@ def repository_files(root: Path = ROOT) -> set[str]:
     return files
 
 
+#: A sentence that says where an outside file comes from cites it: "official `metrics.py`",
+#: "CoOp DATASETS.md (github.com/...)".
+EXTERNAL_SOURCE = re.compile(r"official|github\.com|://|upstream", re.IGNORECASE)
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    a = max(text.rfind(". ", 0, start), text.rfind("\n\n", 0, start))
+    b = min([i for i in (text.find(". ", end), text.find("\n\n", end)) if i >= 0] or [len(text)])
+    return text[a + 1:b]
+
+
 def unknown_file_names(text: str, files: Iterable[str], root: Path = ROOT) -> list[str]:
     """File names in ``text`` that name nothing in the repository: a bare name must be the
     name of some repository file, a path whose first folder is a top-level folder of the
-    repository must exist; other paths (``python/download.py`` of another project) pass."""
+    repository must exist; other paths (``python/download.py`` of another project) pass, and
+    so does a name whose sentence says where it comes from (:data:`EXTERNAL_SOURCE`)."""
     files = set(files)
     names = {f.rsplit("/", 1)[-1] for f in files}
     top = {f.split("/", 1)[0] for f in files if "/" in f}
     bad = []
     for m in FILE_NAMES.finditer(text):
         token = m.group(1).strip(".")
+        if EXTERNAL_SOURCE.search(_sentence(text, m.start(), m.end())):
+            continue
         if "/" in token:
             if token.split("/", 1)[0] in top and token not in files \
                     and not (root / token).exists():
@@ -179,7 +195,7 @@ def check_page(page: Page, doc: str, width: int, files: set[str]) -> list[str]:
         if page.locator("div.output.stderr").count():
             first = page.locator("div.output.stderr").first.inner_text()[:200]
             failures.append(f"{doc}: shows stderr output (warnings/logging): {first!r}")
-        figures = page.locator("main figure")
+        figures = page.locator(ARTICLE + " figure")
         for i in range(figures.count()):
             fig = figures.nth(i)
             if fig.locator("img, svg, table").count() == 0:
@@ -200,7 +216,7 @@ def check_page(page: Page, doc: str, width: int, files: set[str]) -> list[str]:
         for name in unknown_file_names(main_text, files):
             failures.append(f"{doc}: names a file that is not in the repository: {name!r}")
         seen: dict[str, int] = {}
-        imgs = page.locator("main img")
+        imgs = page.locator(ARTICLE + " img")
         for i in range(imgs.count()):
             img = imgs.nth(i)
             box = img.evaluate(
@@ -260,7 +276,7 @@ def check(html_dir: Path, docs: list[str] | None = None, screenshots: Path | Non
                     shot = screenshots / str(width) / f"{doc}.png"
                     shot.parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(shot), full_page=True)
-                n_imgs = page.locator("main img").count()
+                n_imgs = page.locator(ARTICLE + " img").count()
                 print(f"[check-book] {doc} @{width}px: {n_imgs} image(s)", flush=True)
             page.close()
         browser.close()
