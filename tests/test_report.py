@@ -59,6 +59,7 @@ def test_format_value_rules():
     assert format_value(True) == "yes" and format_value(np.bool_(False)) == "no"
     assert format_value("n/a") == "n/a"
     assert format_value("nan") == EM_DASH
+    assert format_value("None") == "None"  # a string, e.g. a parameter's default, is kept
 
 
 def test_table_drops_internal_and_empty_columns_and_formats():

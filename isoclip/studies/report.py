@@ -8,7 +8,7 @@ clipped, at any screen width. The formatting rules are the book's standard:
 - a caption is required; it should name the metric and the split (``$...$`` renders as math);
 - floats get ``decimals`` decimals (one by default, or a per-column mapping), integers none,
   and a value that rounds to zero is shown without a sign (``0.0``, never ``-0.0``);
-- missing values show as an em dash, booleans as "yes" / "no";
+- missing values show as an em dash, booleans as "yes" / "no"; long text cells wrap;
 - internal columns (a name starting with ``_``, or listed in ``drop``) and columns with no value
   at all are left out;
 - the index becomes the leading column(s), with its names as their headers: no empty header
@@ -37,7 +37,10 @@ EM_DASH = "\u2014"
 _BOX_STYLE = "overflow-x:auto;max-width:100%;margin:0.5em 0 1.2em 0;"
 _TABLE_STYLE = "border-collapse:collapse;margin:0;font-size:0.9em;"
 _CAPTION_STYLE = "caption-side:top;text-align:left;font-size:0.95em;padding:0 0 0.4em 0;"
-_CELL_STYLE = "padding:0.25em 0.7em;white-space:nowrap;"
+_CELL_STYLE = "padding:0.25em 0.7em;"
+_NOWRAP = "white-space:nowrap;"
+#: Text cells longer than this wrap (with this minimum width) instead of widening the table.
+_WRAP_CHARS = 40
 _MATH = re.compile(r"(?<!\\)\$(.+?)(?<!\\)\$")
 
 
@@ -61,7 +64,7 @@ def format_value(value: Any, decimals: int = 1) -> str:
             text = f"{0.0:.{decimals}f}"
         return text
     text = str(value)
-    return EM_DASH if text.strip() in ("", "nan", "NaN", "None", "<NA>") else text
+    return EM_DASH if text.strip() in ("", "nan", "NaN", "<NA>") else text
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,8 @@ class Table:
                     else ("left" if span == 1 else "center")
                 border = "border-bottom:1px solid #999;" if last else ""
                 span_attr = f' colspan="{span}"' if span > 1 else ""
-                out.append(f'<th{span_attr} style="{_CELL_STYLE}text-align:{align};{border}">'
-                           f"{esc(label)}</th>")
+                out.append(f'<th{span_attr} style="{_CELL_STYLE}{_NOWRAP}text-align:{align};'
+                           f'{border}">{esc(label)}</th>')
                 col += span
             out.append("</tr>")
         out.append("</thead><tbody>")
@@ -109,7 +112,10 @@ class Table:
             for j, text in enumerate(cells):
                 tag = "th" if j < self.n_index else "td"
                 align = "right" if self.numeric[j] else "left"
-                out.append(f'<{tag} style="{_CELL_STYLE}text-align:{align};">{esc(text)}</{tag}>')
+                wrap = (f"min-width:{_WRAP_CHARS // 2}ch;" if len(text) > _WRAP_CHARS
+                        else _NOWRAP)
+                out.append(f'<{tag} style="{_CELL_STYLE}{wrap}text-align:{align};">'
+                           f"{esc(text)}</{tag}>")
             out.append("</tr>")
         out.append("</tbody></table></div>")
         return "".join(out)
