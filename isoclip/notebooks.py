@@ -234,7 +234,8 @@ class RerunBox:
                              "(override with --set name=value; values are YAML)", index=False)
         return ('<div class="admonition tip rerun-box">'
                 '<p class="admonition-title">Re-run this chapter</p>'
-                f'<div class="highlight"><pre>{html.escape(self.command)}</pre></div>'
+                '<div class="highlight"><pre style="white-space:pre-wrap;">'
+                f"{html.escape(self.command)}</pre></div>"
                 f"<p>{self._scope()} Output: <code>my_runs/{html.escape(self.stem)}.ipynb"
                 "</code>.</p>"
                 f"{table._repr_html_()}</div>")
