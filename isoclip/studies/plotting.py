@@ -37,8 +37,8 @@ from matplotlib.text import Text
 
 from isoclip.data.base import ImageDataset
 
-#: Width of the book's text column at a 1280 px window (sphinx-book-theme), in CSS pixels.
-PAGE_WIDTH_PX = 688
+#: Width of a figure in the book at a 1280 px window (sphinx-book-theme), in CSS pixels.
+PAGE_WIDTH_PX = 672
 #: CSS pixels per inch: a figure ``PAGE_WIDTH_IN`` wide shows its text at its point size.
 CSS_DPI = 96
 PAGE_WIDTH_IN = PAGE_WIDTH_PX / CSS_DPI
