@@ -66,6 +66,7 @@ from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.selection.analysis import region_decay_rates
 from isoclip.selection.rules import select_band
 from isoclip.selection.sweep import best_band, sweep_bands
+from isoclip.studies.verdicts import GOAL_GAP_TO_ORACLE, MIN_GAIN, NOTABLE_GAIN
 from isoclip.studies.world import (
     calibration_indices,
     calibration_pairs,
@@ -794,10 +795,6 @@ def clip_likeness(runs: pd.DataFrame,
     return sum((runs[k].astype(float) - v).abs() for k, v in target.items())
 
 
-#: mAP points: below this a band "does not gain" (round-off and ties).
-MIN_GAIN = 0.1
-
-
 def study_summary(runs: pd.DataFrame, min_gain: float = MIN_GAIN) -> dict[str, Any]:
     """Every number and phrase the regime chapter states about the committed study, by name
     (the chapter glues each one): best gains per domain and the run they come from, counts of
@@ -827,7 +824,7 @@ def study_summary(runs: pd.DataFrame, min_gain: float = MIN_GAIN) -> dict[str, A
         out[f"best_{name}_clip"] = float(r[f"i2i_{dom}mAP"])
         out[f"best_{name}_band"] = str(tuple(r[f"i2i_{dom}oracle_band"]))
         gains = col(f"i2i_{dom}gain_heldout")
-        out[f"n_{name}_gain_1"] = int((gains >= 1.0).sum())
+        out[f"n_{name}_gain_1"] = int((gains >= NOTABLE_GAIN).sum())
         out[f"min_{name}_gain"] = float(gains.min())
         out[f"n_{name}_oti_sig"] = int((col(f"oti_{dom}lo") > 0).sum())
         out[f"best_{name}_oti"] = float(col(f"oti_{dom}gain").max())
@@ -839,7 +836,7 @@ def study_summary(runs: pd.DataFrame, min_gain: float = MIN_GAIN) -> dict[str, A
         out[f"best_{name}_agree"] = float(agree.max())
         out[f"median_{name}_agree_to_oracle"] = float((oracle - agree).median())
         out[f"max_{name}_agree_to_oracle"] = float((oracle - agree).max())
-        out[f"n_{name}_agree_within_1"] = int((oracle - agree <= 1.0).sum())
+        out[f"n_{name}_agree_within_1"] = int((oracle - agree <= GOAL_GAP_TO_ORACLE).sum())
     rt, gt = best("", "t2t")
     out["best_t2t_run"], out["best_t2t_gain"] = rt["run"], gt
     out["n_t2t_ceiling"] = int((col("t2t_mAP") >= 98.0).sum())
@@ -855,8 +852,8 @@ def study_summary(runs: pd.DataFrame, min_gain: float = MIN_GAIN) -> dict[str, A
     out["n_shape_gain_pos"] = n_pos
     out["shape_claim"] = ("gains in every run" if n_pos == len(runs) else
                           f"gains in {n_pos} of {len(runs)} runs" if n_pos else "gains in no run")
-    out["n_shape_ge_1"] = int((shape_gain >= 1.0).sum())
-    n_whole_1 = int((col("i2i_gain_heldout") >= 1.0).sum())
+    out["n_shape_ge_1"] = int((shape_gain >= NOTABLE_GAIN).sum())
+    n_whole_1 = int((col("i2i_gain_heldout") >= NOTABLE_GAIN).sum())
     out["whole_claim"] = (f"gains a point or more in {n_whole_1} of {len(runs)} runs"
                           if n_whole_1 else "gains less than one point in every run")
     out.update(_closest_to_clip(runs, best("in_shape_")[0]["run"]))
@@ -895,7 +892,7 @@ def _shape_domain_summary(runs: pd.DataFrame, shape_gain: pd.Series, min_gain: f
     top_only = col("i2i_in_shape_top_only_mAP") - col("i2i_in_shape_mAP")
     out["best_shape_top_only"] = float(top_only.max())
     out["best_shape_top_only_run"] = runs.loc[int(top_only.idxmax()), "run"]
-    out["n_shape_top_only_1"] = int((top_only >= 1.0).sum())
+    out["n_shape_top_only_1"] = int((top_only >= NOTABLE_GAIN).sum())
     out["best_shape_error_cut"] = float(best_shape["i2i_in_shape_error_cut_heldout"])
     ceiling = col("i2i_in_shape_mAP") >= 99.5
     out["n_shape_ceiling"] = int(ceiling.sum())
