@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from isoclip.data.world.synthetic import make_world
 from isoclip.models.loading import ModelBundle
 from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
 from isoclip.training.trainer import TrainConfig, TrainedModel, create_model, load_or_train
+
+if TYPE_CHECKING:  # matplotlib is imported by the figure function only
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DATA_SCALE_MIN_STEP",
@@ -278,7 +281,8 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
     return out
 
 
-def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int = 2):
+def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int = 2
+                      ) -> Figure:
     """Small multiples against distinct training pairs seen (log axis): one panel per column
     of ``columns`` (result column -> panel title), one line per run (colour: data mode,
     line style: temperature), a marker per evaluated step."""

@@ -183,8 +183,8 @@ def measure_latency(
     df = pd.DataFrame(rows, columns=["method", "query", "steps", "repeat", "seconds"])
     meta = {"model": bundle.name, "pretrained": bundle.pretrained or "random-init",
             "device": str(bundle.device), "threads": threads, "gallery_size": gallery_size}
-    for i, (key, value) in enumerate(meta.items()):
-        df.insert(i, key, value)
+    for i, (key, column_value) in enumerate(meta.items()):
+        df.insert(i, key, column_value)
     return df
 
 
