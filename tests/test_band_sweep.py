@@ -71,6 +71,22 @@ def test_ranker_with_ties_equals_evaluate_scores(same_split: bool) -> None:
         assert got[n] == ref[n], n
 
 
+def test_ranker_rejects_bad_input() -> None:
+    from isoclip.evaluate.retrieval import FixedLabelRanker
+    ranker = FixedLabelRanker(torch.tensor([0, 1]), torch.tensor([0, 1, 1]))
+    assert ranker.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"scores: expected shape \(2, 3\)"):
+        ranker.metrics(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="unknown metrics"):
+        ranker.metrics(torch.rand(2, 3), ("mAP", "NDCG"))
+    with pytest.raises(ValueError, match="non-finite"):
+        ranker.metrics(torch.tensor([[0.1, float("nan"), 0.2], [0.3, 0.1, 0.2]]))
+    with pytest.raises(ValueError, match="no query has a relevant item"):
+        FixedLabelRanker(torch.tensor([5]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="same_split"):
+        FixedLabelRanker(torch.tensor([0, 1]), torch.tensor([0, 1, 1]), same_split=True)
+
+
 def test_scorer_is_the_iso_projector_cosine_with_bias() -> None:
     P, fi, _, _ = _random(4, True)
     s = BandScorer(P, fi[:5], fi[5:9]).scores(Band(1, 2))
