@@ -51,12 +51,16 @@ BAD = {
     "raw_subscript": '<figure><img src="a.png" width="50"><figcaption>Spectra of Ψ_i and '
                      'σ_j/σ_1.</figcaption></figure>',
     "internal_words": "<p>As papers.md says (issue 8), see notebooks/99_missing.md.</p>",
+    "raw_subscript_table": '<div class="isoclip-table"><p class="isoclip-table-caption">mAP '
+                           'of the band (k_top, k_bottom).</p><table><tr><td>1</td></tr>'
+                           '</table></div>',
 }
 EXPECTED = {
     "wide_table": "not in a scrolling box",
     "repeated_image": "repeats image 0",
     "mid_sentence": "ends mid-sentence",
     "raw_subscript": "subscript as plain text",
+    "raw_subscript_table": "subscript as plain text",
     "internal_words": "internal reference 'issue 8'",
 }
 

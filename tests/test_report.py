@@ -24,13 +24,14 @@ class _Cells(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "tr":
             self.rows.append([])
-        if tag in ("th", "td", "caption"):
+        if tag == "p" and ("class", "isoclip-table-caption") in attrs:
+            self._in = "caption"
+        if tag in ("th", "td"):
             self._in = tag
-            if tag != "caption":
-                self.rows[-1].append("")
+            self.rows[-1].append("")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("th", "td", "caption"):
+        if tag in ("th", "td", "p"):
             self._in = None
 
     def handle_data(self, data: str) -> None:

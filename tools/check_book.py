@@ -87,7 +87,8 @@ JS_PARAGRAPHS = """() => {
     .map(p => p.innerText.trim());
 }"""
 JS_CAPTIONS = """() => {
-  return Array.from(document.querySelectorAll('main figcaption, main table caption')).map(c => {
+  const sel = 'main figcaption, main table caption, main .isoclip-table-caption';
+  return Array.from(document.querySelectorAll(sel)).map(c => {
     const k = c.cloneNode(true);
     k.querySelectorAll('mjx-container, .math, code, script').forEach(e => e.remove());
     return k.textContent.replace(/\\s+/g, ' ').trim();

@@ -34,9 +34,9 @@ __all__ = ["EM_DASH", "Table", "format_table", "format_value"]
 EM_DASH = "\u2014"
 
 #: Inline CSS, so the table looks the same in Jupyter and in the built book.
-_BOX_STYLE = "overflow-x:auto;max-width:100%;margin:0.5em 0 1.2em 0;"
+_BOX_STYLE = "overflow-x:auto;max-width:100%;margin:0 0 1.2em 0;"
 _TABLE_STYLE = "border-collapse:collapse;margin:0;font-size:0.9em;"
-_CAPTION_STYLE = "caption-side:top;text-align:left;font-size:0.95em;padding:0 0 0.4em 0;"
+_CAPTION_STYLE = "text-align:left;font-size:0.95em;margin:0.5em 0 0.3em 0;"
 _CELL_STYLE = "padding:0.25em 0.7em;"
 _NOWRAP = "white-space:nowrap;"
 #: Text cells longer than this wrap (with this minimum width) instead of widening the table.
@@ -89,9 +89,10 @@ class Table:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        out = [f'<div class="isoclip-table" style="{_BOX_STYLE}">',
-               f'<table class="table" style="{_TABLE_STYLE}">',
-               f'<caption style="{_CAPTION_STYLE}">{_caption_html(self.caption)}</caption>',
+        out = ['<div class="isoclip-table">',
+               f'<p class="isoclip-table-caption" style="{_CAPTION_STYLE}">'
+               f"{_caption_html(self.caption)}</p>",
+               f'<div style="{_BOX_STYLE}"><table class="table" style="{_TABLE_STYLE}">',
                "<thead>"]
         for level, row in enumerate(self.header):
             last = level == len(self.header) - 1
@@ -117,7 +118,7 @@ class Table:
                 out.append(f'<{tag} style="{_CELL_STYLE}{wrap}text-align:{align};">'
                            f"{esc(text)}</{tag}>")
             out.append("</tr>")
-        out.append("</tbody></table></div>")
+        out.append("</tbody></table></div></div>")
         return "".join(out)
 
     def __repr__(self) -> str:
