@@ -152,14 +152,14 @@ def read_catalogue(folder: Path, style: str) -> tuple[list[Emoji], str]:
             not isinstance(e, dict) or any(k not in e for k in keys) for e in entries):
         raise ValueError(f"{path}: expected a list of entries with keys {list(keys)}")
     out = []
-    for e in sorted(entries, key=lambda e: e["sort_order"]):
-        if e.get("obsoleted_by") or e["category"] in _EXCLUDED_CATEGORIES \
-                or not e.get(f"has_img_{style}", False):
+    for entry in sorted(entries, key=lambda e: e["sort_order"]):
+        if entry.get("obsoleted_by") or entry["category"] in _EXCLUDED_CATEGORIES \
+                or not entry.get(f"has_img_{style}", False):
             continue
-        short = str(e["short_names"][0] if e["short_names"] else e["name"])
-        out.append(Emoji(code=Path(e["image"]).stem, name=str(e["name"]).lower(),
+        short = str(entry["short_names"][0] if entry["short_names"] else entry["name"])
+        out.append(Emoji(code=Path(entry["image"]).stem, name=str(entry["name"]).lower(),
                          short_name=short.replace("_", " ").replace("-", " ").lower(),
-                         category=str(e["category"]), subcategory=str(e["subcategory"])))
+                         category=str(entry["category"]), subcategory=str(entry["subcategory"])))
     if not out:
         raise ValueError(f"{path}: no usable emoji with an image in style {style!r}")
     return out, file_sha256(path)
@@ -275,7 +275,7 @@ def _render(cfg: EmojiConfig, sprites: list[Image.Image], which: np.ndarray, spl
             key = (int(which[i]), int(side[i]))
             if key not in resized:  # premultiplied (RGBa): resampling never bleeds colour
                 resized[key] = np.asarray(sprites[key[0]].resize((key[1], key[1]),
-                                                                 Image.LANCZOS),
+                                                                 Image.Resampling.LANCZOS),
                                           dtype=np.float32) / 255.0
             sp = resized[key]
             ys, xs = slice(y0[i], y0[i] + side[i]), slice(x0[i], x0[i] + side[i])
@@ -333,7 +333,8 @@ def _build(cfg: EmojiConfig) -> EmojiData:
         ds = ImageDataset(images=_frozen(_render(cfg, sprites, w, sid)), labels=sub_of[w],
                           class_names=subcats, name=f"{prefix}/{split}",
                           captions=_captions(cfg, emoji, w, sid))
-        _frozen(ds.labels)
+        if ds.labels is not None:  # always: labels were given
+            _frozen(ds.labels)
         splits[split] = ds
     tq, tg = _text_splits(cfg, emoji, sub_of, prefix)
     return EmojiData(

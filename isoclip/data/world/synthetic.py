@@ -156,7 +156,8 @@ def _image_split(cfg: WorldConfig, split: str, n_per_class: int, partial_frac: f
     ds = ImageDataset(images=_frozen(_render(cfg, labels, sid)), labels=labels,
                       class_names=cfg.class_names, name=cfg.split_name(split),
                       captions=_captions(cfg, labels, sid, partial_frac))
-    _frozen(ds.labels)
+    if ds.labels is not None:  # always: labels were given
+        _frozen(ds.labels)
     return ds
 
 
@@ -172,7 +173,8 @@ def _compositional_split(cfg: WorldConfig, split: str, n_per_class: int,
                          comp.TRAIN_WRAPPERS, partial_frac)
     ds = ImageDataset(images=_frozen(comp.render(cfg, scenes, sid)), labels=labels,
                       class_names=cfg.class_names, name=cfg.split_name(split), captions=caps)
-    _frozen(ds.labels)
+    if ds.labels is not None:  # always: labels were given
+        _frozen(ds.labels)
     return ds, scenes
 
 
@@ -292,7 +294,8 @@ def _cached_world(cfg: WorldConfig) -> SyntheticWorld:
     return _build_world(cfg)
 
 
-def make_world(cfg: WorldConfig = WorldConfig(), *, cache: bool = True) -> SyntheticWorld:
+def make_world(cfg: WorldConfig = WorldConfig(),  # noqa: B008 - frozen, safe to share
+               *, cache: bool = True) -> SyntheticWorld:
     """Generate the world of ``cfg`` (same config ⇒ byte-identical data).
 
     With ``cache`` (default) the last 4 worlds are memoised in memory and the same object
