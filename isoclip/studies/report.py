@@ -89,9 +89,9 @@ class Table:
 
     def _repr_html_(self) -> str:
         esc = html.escape
+        caption = _caption_html(self.caption)
         out = ['<div class="isoclip-table">',
-               f'<p class="isoclip-table-caption" style="{_CAPTION_STYLE}">'
-               f"{_caption_html(self.caption)}</p>",
+               f'<p class="isoclip-table-caption" style="{_CAPTION_STYLE}">{caption}</p>',
                f'<div style="{_BOX_STYLE}"><table class="table" style="{_TABLE_STYLE}">',
                "<thead>"]
         for level, row in enumerate(self.header):
