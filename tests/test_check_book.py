@@ -32,6 +32,7 @@ article {{ max-width: 700px; margin: 0 auto; padding: 0 10px; }}
 <article>{body}</article></main></body></html>"""
 
 GOOD = """
+<div class="cell_input"><pre>import isoclip</pre></div>
 <p>A finished sentence with a file that exists: <code>tools/check_book.py</code> and
 notebooks/05_spectrum.md.</p>
 <p>Another one, which names another project's python/download.py and dataset_coco.json.</p>
@@ -51,6 +52,8 @@ BAD = {
     "raw_subscript": '<figure><img src="a.png" width="50"><figcaption>Spectra of Ψ_i and '
                      'σ_j/σ_1.</figcaption></figure>',
     "internal_words": "<p>As papers.md says (issue 8), see notebooks/99_missing.md.</p>",
+    "no_visible_code": '<p>Text.</p><div class="cell_input">hidden</div>'.replace(
+        "<div", "<details><div").replace("</div>", "</div></details>"),
     "raw_subscript_table": '<div class="isoclip-table"><p class="isoclip-table-caption">mAP '
                            'of the band (k_top, k_bottom).</p><table><tr><td>1</td></tr>'
                            '</table></div>',
@@ -62,6 +65,7 @@ EXPECTED = {
     "raw_subscript": "subscript as plain text",
     "raw_subscript_table": "subscript as plain text",
     "internal_words": "internal reference 'issue 8'",
+    "no_visible_code": "shows no code cell",
 }
 
 
@@ -74,7 +78,8 @@ def results(tmp_path_factory):
     for name, body in BAD.items():
         (site / f"{name}.html").write_text(PAGE.format(body=body))
     shots = tmp_path_factory.mktemp("shots")
-    failures = check_book.check(site, ["good", *BAD], screenshots=shots)
+    failures = check_book.check(site, ["good", *BAD], screenshots=shots,
+                                chapter_docs=["good", "no_visible_code"])
     return failures, shots
 
 

@@ -10,7 +10,8 @@ For each document in ``_toc.yml``, at a 1280 px and a 400 px wide window:
 - no paragraph ends mid-sentence (what a MyST comment line, one starting with ``%``, leaves
   behind when it swallows the rest of a sentence);
 - no caption writes a subscript as plain text (``Ψ_i``, ``σ_j``: math belongs in ``$...$``);
-- no internal words: issue numbers, or names of files that are not in the repository.
+- no internal words: issue numbers, or names of files that are not in the repository;
+- every chapter (a document of a numbered part) shows code: the library calls that compute it.
 
 Full-page screenshots at both widths go to ``_build/screenshots/<width>/<document>.png``
 for a human to look at. Exit status 1 lists every failure.
@@ -118,6 +119,23 @@ def toc_documents(toc_path: Path) -> list[str]:
     return docs
 
 
+def numbered_documents(toc_path: Path) -> set[str]:
+    """The documents of the numbered parts of ``_toc.yml``: the book's chapters."""
+    toc = yaml.safe_load(toc_path.read_text())
+    out: set[str] = set()
+
+    def walk(entries: list[dict]) -> None:
+        for e in entries or []:
+            if "file" in e:
+                out.add(e["file"])
+            walk(e.get("sections", []))
+
+    for part in toc.get("parts", []):
+        if part.get("numbered"):
+            walk(part.get("chapters", []))
+    return out
+
+
 def repository_files(root: Path = ROOT) -> set[str]:
     """Paths of the repository (git-tracked and untracked-but-not-ignored) relative to ``root``,
     plus the executed notebooks the book is built from."""
@@ -183,8 +201,14 @@ def _image_digest(src: str) -> str:
     return src
 
 
-def check_page(page: Page, doc: str, width: int, files: set[str]) -> list[str]:
-    """Every check of one loaded page at one window width; the failures."""
+JS_VISIBLE_CODE = """() => Array.from(document.querySelectorAll('main article .cell_input'))
+  .filter(e => !e.closest('details') && e.getBoundingClientRect().height > 0).length"""
+
+
+def check_page(page: Page, doc: str, width: int, files: set[str],
+               chapter: bool = False) -> list[str]:
+    """Every check of one loaded page at one window width; the failures. A ``chapter`` must
+    also show code (the library calls that compute it), not only folded cells."""
     failures: list[str] = []
     where = f"{doc} @{width}px"
     text = page.inner_text("body")
@@ -205,6 +229,9 @@ def check_page(page: Page, doc: str, width: int, files: set[str]) -> list[str]:
         if "$" in page.inner_text("main") and page.locator("mjx-container").count() == 0 \
                 and page.locator(".math").count():
             failures.append(f"{doc}: math did not render (MathJax not loaded)")
+        if chapter and page.evaluate(JS_VISIBLE_CODE) == 0:
+            failures.append(f"{doc}: a chapter that shows no code cell (every one is hidden or "
+                            "folded)")
         for tail in mid_sentence(page.evaluate(JS_PARAGRAPHS)):
             failures.append(f"{doc}: a paragraph ends mid-sentence (a MyST '%' comment line "
                             f"swallowed the rest?): ...{tail!r}")
@@ -246,12 +273,14 @@ def _settle(page: Page) -> None:
     page.wait_for_timeout(200)
 
 
-def check(html_dir: Path, docs: list[str] | None = None, screenshots: Path | None = None
-          ) -> list[str]:
-    """Check ``docs`` (default: every document of ``_toc.yml``) of the built book in
-    ``html_dir``; full-page screenshots into ``screenshots/<width>/`` unless None."""
+def check(html_dir: Path, docs: list[str] | None = None, screenshots: Path | None = None,
+          chapter_docs: Iterable[str] = ()) -> list[str]:
+    """Check ``docs`` (default: every document of ``_toc.yml``, the chapters being those of
+    its numbered parts, else ``chapter_docs``) of the built book in ``html_dir``; full-page
+    screenshots into ``screenshots/<width>/`` unless None."""
     failures: list[str] = []
     files = repository_files()
+    chapters = numbered_documents(ROOT / "_toc.yml") if docs is None else set(chapter_docs)
     docs = docs if docs is not None else toc_documents(ROOT / "_toc.yml")
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as p:
@@ -270,7 +299,7 @@ def check(html_dir: Path, docs: list[str] | None = None, screenshots: Path | Non
                 external.clear()
                 page.goto(f.resolve().as_uri(), wait_until="load")
                 _settle(page)
-                failures += check_page(page, doc, width, files)
+                failures += check_page(page, doc, width, files, chapter=doc in chapters)
                 if external and width == WIDTHS[0]:
                     failures.append(f"{doc}: requested the network: {sorted(set(external))[:3]}")
                 if screenshots is not None:
