@@ -241,10 +241,13 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
 
     - ``<data>_best_zs`` and, for ``<dom>`` in ``whole`` / ``shape``, ``<data>_<dom>_gain``
       (best held-out gain over the data mode's rows) with its ``_run``, ``_step``, ``_clip``
-      (CLIP's mAP), ``_band`` (oracle band) and that row's ``_zs``, ``_gap``, ``_cone``,
-      ``_flat``;
+      (CLIP's mAP), ``_band`` (oracle band, also as ``_k_top`` / ``_k_bottom`` of ``_rank``
+      directions, and ``_top_phrase`` in words) and that row's ``_zs``, ``_gap``, ``_cone``,
+      ``_flat``, ``_agree`` (agreement band's gain) and ``_oti`` (OTI's gain);
     - ``<tau>_<data>_<column>`` for ``<tau>`` in ``learned`` / ``tau001`` and every column of
-      :data:`FINAL_COLUMNS`, at the run's final step;
+      :data:`FINAL_COLUMNS`, at the run's final step, and ``<tau>_<data>_first_step`` with
+      ``_first_zero_shot_acc``, ``_first_i2i_mAP``, ``_first_i2i_in_shape_mAP`` at its first
+      evaluated step;
     - ``scale_claim``: whether a stream row gains ``min_gain`` mAP or more over the whole
       world and within one shape, in words.
     """
@@ -256,6 +259,10 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
         tau = "learned" if cfg.temperature is None else f"tau{cfg.temperature:g}".replace(".", "")
         for col in FINAL_COLUMNS:
             out[f"{tau}_{cfg.data}_{col}"] = float(final[col].iloc[0])
+        first = rows[rows["run"] == name].sort_values("step").iloc[0]
+        out[f"{tau}_{cfg.data}_first_step"] = int(first["step"])
+        for col in ("zero_shot_acc", "i2i_mAP", "i2i_in_shape_mAP"):
+            out[f"{tau}_{cfg.data}_first_{col}"] = float(first[col])
     for data in ("fixed", "stream"):
         sub = rows[rows["data"] == data]
         if sub.empty:
@@ -271,7 +278,16 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
                         f"{pre}_band": str(tuple(r[f"i2i_{dom}oracle_band"])),
                         f"{pre}_zs": float(r["zero_shot_acc"]), f"{pre}_gap": float(r["gap"]),
                         f"{pre}_cone": float(r["cone_image"]),
-                        f"{pre}_flat": float(r["flatness_mid_ratio"])})
+                        f"{pre}_flat": float(r["flatness_mid_ratio"]),
+                        f"{pre}_k_top": int(r[f"i2i_{dom}oracle_band"][0]),
+                        f"{pre}_k_bottom": int(r[f"i2i_{dom}oracle_band"][1]),
+                        f"{pre}_rank": int(r["rank"]),
+                        f"{pre}_agree": float(r[f"i2i_{dom}gain_agree"]),
+                        f"{pre}_oti": float(r[f"oti_{dom}gain"])})
+            out[f"{pre}_top_phrase"] = (
+                "removes no top direction: it keeps the strongest directions and drops the "
+                "weakest" if out[f"{pre}_k_top"] == 0 else
+                f"removes {out[f'{pre}_k_top']} top directions, as the paper's band does")
     if "stream_whole_gain" in out:
         whole, shape = out["stream_whole_gain"], out["stream_shape_gain"]
         out["scale_claim"] = (
@@ -285,7 +301,7 @@ def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int
                       ) -> Figure:
     """Small multiples against distinct training pairs seen (log axis): one panel per column
     of ``columns`` (result column -> panel title), one line per run (colour: data mode,
-    line style: temperature), a marker per evaluated step."""
+    line style and marker: temperature), a marker per evaluated step."""
     import numpy as np
 
     from isoclip.studies.plotting import legend_below, page_figure
@@ -300,11 +316,14 @@ def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int
             data, tau = sub["data"].iloc[0], sub["tau"].iloc[0]
             label = f"{data}, {'learned τ' if tau == 'learned' else f'τ = {tau}'}"
             ax.plot(sub["distinct_pairs"].astype(float), sub[col].astype(float),
-                    color=colours.get(data, "0.3"), ls=styles.get(tau, ":"), marker="o", ms=4,
-                    label=label)
+                    color=colours.get(data, "0.3"), ls=styles.get(tau, ":"),
+                    marker="o" if tau == "learned" else "s", ms=5, label=label)
         if "gain" in col:
             ax.axhline(0, color="0.4", lw=0.8)
         ax.set_xscale("log")
+        ticks = sorted(rows["distinct_pairs"].astype(float).unique())
+        ax.set_xticks(ticks, [f"{t / 1000:.0f}k" for t in ticks])
+        ax.minorticks_off()
         ax.set_title(title)
     for ax in np.ravel(axes)[n:]:
         ax.set_visible(False)
