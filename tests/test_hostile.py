@@ -603,8 +603,8 @@ def test_retrieval_metrics_hold_at_any_feature_scale(scale: float) -> None:
 
 
 def test_image_dataset_names_inputs_of_the_wrong_kind() -> None:
-    """A str for ``images``, non-str captions and empty labels give messages saying what was
-    expected."""
+    """A str for ``images`` and non-str captions give messages saying what was expected;
+    ``labels=[]`` is an empty split's labels, never blamed for its dtype."""
     from isoclip.data.base import ImageDataset, TextDataset
 
     with pytest.raises(TypeError, match="images: got a str.*sequence of image paths"):
@@ -612,9 +612,12 @@ def test_image_dataset_names_inputs_of_the_wrong_kind() -> None:
     with pytest.raises(TypeError, match=r"captions: expected .*str.*got int"):
         ImageDataset(images=["/a.png", "/b.png"], labels=[0, 0], class_names=["a"], name="x",
                      captions=[1, 2])
-    with pytest.raises(ValueError, match="no images") as err:
-        ImageDataset(images=[], labels=[], class_names=["a"], name="x")
+    with pytest.raises(ValueError, match=r"labels: expected shape \[1\] \(one label per image") \
+            as err:
+        ImageDataset(images=["/a.png"], labels=[], class_names=["a"], name="x")
     assert "dtype" not in str(err.value)
+    empty = ImageDataset(images=[], labels=[], class_names=["a"], name="x")  # an empty split
+    assert len(empty) == 0 and empty.labels.dtype == np.int64
     with pytest.raises(TypeError, match="texts: expected str"):
         TextDataset(texts=["a", 5], labels=[0, 0], name="t")
 

@@ -97,9 +97,6 @@ class ImageDataset:
                     f"{self.images.dtype} {self.images.shape}"
                 )
         n = len(self.images)
-        if n == 0:
-            raise ValueError(f"ImageDataset {self.name!r}: no images (images is empty); "
-                             "expected at least one image")
         if self.class_names is None:
             object.__setattr__(self, "class_names", [])
         if self.captions is not None:
@@ -117,7 +114,8 @@ class ImageDataset:
             raise ValueError(
                 f"labels: expected shape [{n}] (one label per image), got {labels.shape}"
             )
-        if not np.issubdtype(labels.dtype, np.integer):
+        # an empty list has no dtype to blame (numpy reads [] as float64): an empty split is fine
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
         if n and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise ValueError(
