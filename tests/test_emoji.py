@@ -146,3 +146,13 @@ def test_dominant_subcategory_rule() -> None:
            for i in range(10)]
     assert em.dominant_share(cat, "Flags") == 0.9 > em.MAX_DOMINANT_SHARE
     assert em.category_slug("Animals & Nature") == "animals-nature"
+
+
+def test_emoji_rows_in_whole(data: em.EmojiData) -> None:
+    from isoclip.data.suites import rows_in_whole
+
+    rows = rows_in_whole("emoji/category=food-drink", "text", emoji=CFG)
+    d = load_dataset("emoji/category=food-drink", "text", emoji=CFG)
+    assert d.query.texts == [data.text_query.texts[i] for i in rows["query"]]
+    assert np.array_equal(d.calibration.images, data.train.images[rows["calibration"]])
+    assert (rows_in_whole("emoji/all", "image", emoji=CFG)["gallery"] == np.arange(12)).all()

@@ -381,3 +381,47 @@ def test_mean_pair_cosine_matches_a_loop_over_pairs() -> None:
         assert mean_pair_cosine(P, f, band) == pytest.approx(np.mean(all_pairs), abs=1e-6)
     with pytest.raises(ValueError, match="no pair of distinct items"):
         mean_pair_cosine(P, f[:3], None, np.arange(3))
+
+
+def test_band_metrics_same_split_matches_naive_all_to_all() -> None:
+    """CUB's all→all protocol: each query removed from its own ranking, in the sweep, the
+    held-out halves, CLIP and the grouped paths."""
+    from isoclip.studies.regimes import grouped_band_ap
+
+    P, f, y = _random(5, d=6, n=40)
+    y = y.numpy()
+    out = band_metrics(P, f, f, y, y, "image", stride=1, same_split=True)
+    dec = svd(P)
+    rank, null = min(dec.r, P.d), dec.r - min(dec.r, P.d)
+    grid = [Band(kt, null + kb) for kt in range(rank) for kb in range(rank) if kt + kb < rank]
+    naive = {b: naive_band_metrics(P, f, f, y, y, b, "image", same_split=True)["mAP"]
+             for b in grid}
+    assert out["clip_mAP"] == pytest.approx(
+        evaluate(P.project_image(f), P.project_image(f), y, y, same_split=True)["mAP"], abs=1e-3)
+    assert out["oracle_mAP"] == pytest.approx(max(naive.values()), abs=1e-3)
+    ap = grouped_band_ap(P, f, f, y, y, "image", grid, dec=dec, same_split=True)
+    for b, row in zip(grid, ap):
+        assert float(np.nanmean(row.numpy())) == pytest.approx(naive[b], abs=1e-3)
+    halves = [np.arange(0, 40, 2), np.arange(1, 40, 2)]
+    expected = []
+    for a, b in ((0, 1), (1, 0)):
+        means = [float(np.nanmean(row.numpy()[halves[a]])) for row in ap]
+        best = int(np.argmax(means))
+        expected.append(float(np.nanmean(ap[best].numpy()[halves[b]])))
+    assert out["oracle_heldout_mAP"] == pytest.approx(np.mean(expected), abs=1e-6)
+    # grouped: each group a same-split square of its own
+    groups = (np.arange(40) % 2).astype(np.int64)
+    sw = grouped_sweep(P, f, f, y, y, "image", [0], [null], dec=dec, query_groups=groups,
+                       gallery_groups=groups, same_split=True)
+    per, counts = [], []
+    for grp in (0, 1):
+        rows = np.flatnonzero(groups == grp)
+        m = naive_band_metrics(P, f[rows], f[rows], y[rows], y[rows], Band(0, null), "image",
+                               same_split=True)
+        per.append(m["mAP"] * m["n_queries"])
+        counts.append(m["n_queries"])
+    assert sw["n"].item() == sum(counts)
+    assert sw["mAP"].item() == pytest.approx(sum(per) / sum(counts), abs=1e-3)
+    with pytest.raises(ValueError, match="same array"):
+        grouped_sweep(P, f, f, y, y, "image", [0], [null], dec=dec, query_groups=groups,
+                      gallery_groups=1 - groups, same_split=True)

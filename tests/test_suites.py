@@ -127,3 +127,23 @@ def test_subset_keeps_rows_and_names_bad_indices() -> None:
         w.query.subset([[0]], "x")
     with pytest.raises(ValueError, match="name"):
         w.text_query.subset([0], "")
+
+
+def test_rows_in_whole_index_the_whole_sets_splits() -> None:
+    from isoclip.data.suites import rows_in_whole, whole_set
+
+    assert whole_set("synthetic/colour=red") == "synthetic/world"
+    assert whole_set("cub2011") == "cub2011"
+    for name in ("synthetic/world", "synthetic/colour=red", "synthetic/shape=star"):
+        for modality in ("image", "text"):
+            whole = load_dataset(whole_set(name), modality, world=WORLD)
+            part = load_dataset(name, modality, world=WORLD)
+            rows = rows_in_whole(name, modality, world=WORLD)
+            for key, a, b in (("query", part.query, whole.query),
+                              ("gallery", part.gallery, whole.gallery),
+                              ("calibration", part.calibration, whole.calibration)):
+                assert (a.labels == b.labels[rows[key]]).all()
+                if hasattr(a, "texts"):
+                    assert a.texts == [b.texts[i] for i in rows[key]]
+                else:
+                    assert np.array_equal(a.images, b.images[rows[key]])

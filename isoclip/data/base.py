@@ -265,3 +265,48 @@ class TextDataset:
             h.update(t.encode() + b"\0")
         _hash_update_array(h, self.labels)
         return h.hexdigest()
+
+
+@dataclass
+class Collection:
+    """An image-caption collection in the splits the book's studies evaluate: what a
+    :class:`isoclip.data.world.synthetic.SyntheticWorld` or an
+    :class:`isoclip.data.emoji.EmojiData` holds, for any data (bring your own).
+
+    Attributes:
+        name: a name for tables.
+        train: training pairs (images with captions; labels not needed); also the source of
+            the agreement rule's calibration pairs. None: evaluation only.
+        query, gallery: labelled images (image→image retrieval, relevance = same label), with
+            captions for the cross-modal metrics.
+        text_query, text_gallery: labelled captions for text→text retrieval (None: no text
+            task).
+        prompts: zero-shot prompts, one list per zero-shot class (None: no zero-shot metric).
+        zero_shot_labels: [len(query)] class of each query image among ``prompts`` (default:
+            ``query.labels``).
+        class_names: names of the labels of ``query`` and ``gallery``.
+    """
+
+    name: str
+    train: ImageDataset | None
+    query: ImageDataset
+    gallery: ImageDataset
+    text_query: TextDataset | None = None
+    text_gallery: TextDataset | None = None
+    prompts: list[list[str]] | None = None
+    zero_shot_labels: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for split in ("query", "gallery"):
+            ds = getattr(self, split)
+            if not isinstance(ds, ImageDataset) or ds.labels is None:
+                raise ValueError(f"{split}: expected an ImageDataset with labels (relevance), "
+                                 f"got {type(ds).__name__}")
+        if (self.text_query is None) != (self.text_gallery is None):
+            raise ValueError("text_query and text_gallery: give both or neither")
+        if not self.class_names:
+            self.class_names = list(self.query.class_names or [])
+        if self.zero_shot_labels is not None and len(self.zero_shot_labels) != len(self.query):
+            raise ValueError(f"zero_shot_labels: expected {len(self.query)} (one per query "
+                             f"image), got {len(self.zero_shot_labels)}")

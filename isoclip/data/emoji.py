@@ -218,7 +218,9 @@ class EmojiData:
         train, query, gallery: images [N, S, S, 3] uint8 with captions; labels = subcategory.
         text_query, text_gallery: held-out-template captions; labels = subcategory.
         emoji_of: split name -> [N] int64 index into ``emoji`` of each row.
-        prompts: zero-shot prompts per emoji (:data:`ZERO_SHOT_TEMPLATES`), for name top-1.
+        name_prompts: zero-shot prompts per emoji (:data:`ZERO_SHOT_TEMPLATES`): naming an
+            image among every emoji name (labels: ``emoji_of``).
+        prompts: None: the labels (subcategories) have no prompts of their own.
     """
 
     config: EmojiConfig
@@ -231,7 +233,8 @@ class EmojiData:
     text_query: TextDataset
     text_gallery: TextDataset
     emoji_of: dict[str, np.ndarray]
-    prompts: list[list[str]]
+    name_prompts: list[list[str]]
+    prompts: None = None
 
     def category_rows(self, split: str, category: str) -> np.ndarray:
         """[n] rows of ``split`` whose emoji is in ``category`` (its slug or its name)."""
@@ -343,7 +346,7 @@ def _build(cfg: EmojiConfig) -> EmojiData:
         text_query=tq, text_gallery=tg,
         emoji_of={**{k: _frozen(v) for k, v in which.items()},
                   "text_query": np.arange(n_e), "text_gallery": np.arange(n_e)},
-        prompts=[[t.format(name=e.name) for t in ZERO_SHOT_TEMPLATES] for e in emoji])
+        name_prompts=[[t.format(name=e.name) for t in ZERO_SHOT_TEMPLATES] for e in emoji])
 
 
 @functools.lru_cache(maxsize=2)

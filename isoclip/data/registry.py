@@ -55,6 +55,7 @@ from pathlib import Path
 
 from isoclip.common.types import Modality
 from isoclip.data import suites
+from isoclip.data.base import Collection, ImageDataset
 from isoclip.data.paper_datasets import (
     READERS,
     DatasetFormatError,
@@ -64,10 +65,11 @@ from isoclip.data.paper_datasets import (
     ReadContext,
     RetrievalData,
 )
+from isoclip.data.world.config import WorldConfig
 
 __all__ = ["DatasetFormatError", "DatasetInfo", "DatasetNotFoundError", "GroundTruth",
            "RetrievalData", "available_datasets", "dataset_info", "datasets_list",
-           "is_registered", "load_dataset", "load_retrieval_dataset"]
+           "is_registered", "load_collection", "load_dataset", "load_retrieval_dataset"]
 
 _CTG = "miccunifi/Cross-the-Gap src/datasets/"
 _ISO = "simomagi/IsoCLIP src/datasets/"
@@ -297,3 +299,43 @@ def load_dataset(name: str, modality: Modality = "image",
             "Pass data_root (notebook parameter, `--set data_root=DIR`, or "
             "`make reproduce DATA_ROOT=DIR`), or use an embedded set (e.g. 'synthetic/world').")
     return load_retrieval_dataset(name, data_root)
+
+
+def load_collection(name: str, data_root: str | os.PathLike[str] | None = None,
+                    **config: object) -> Collection:
+    """A registered set as a :class:`~isoclip.data.base.Collection`, the container every study
+    helper takes (:mod:`isoclip.studies.world`, ...).
+
+    An embedded set gives its image side (``query``, ``gallery``), its text side
+    (``text_query``, ``text_gallery``) and its calibration pairs as ``train``; for the emoji
+    sets ``prompts`` are the emoji names (zero-shot = naming the emoji) and
+    ``zero_shot_labels`` each query's emoji. A paper image dataset gives its query and gallery
+    only (same-split sets: the query set twice).
+
+    Raises:
+        ValueError: a suite, or the errors of :func:`load_dataset`.
+        TypeError: a caption set (no images).
+    """
+    if name in suites.SUITES:
+        raise ValueError(f"dataset {name!r} is a suite; load_collection takes one set")
+    img = load_dataset(name, "image", data_root, **config)
+    if not isinstance(img.query, ImageDataset) or not isinstance(img.gallery, ImageDataset):
+        raise TypeError(f"dataset {name!r}: not an image set")
+    txt = load_dataset(name, "text", data_root, **config) if suites.is_embedded(name) else None
+    prompts, zs = None, None
+    if suites.is_embedded(name) and suites.embedded_set(name, **config).family == "emoji":
+        from isoclip.data import emoji as em
+
+        data = em.load_emoji(config.get("emoji"))  # type: ignore[arg-type]
+        rows = suites.rows_in_whole(name, "image", **config)["query"]  # type: ignore[arg-type]
+        prompts = data.name_prompts
+        zs = data.emoji_of["query"][rows]
+    elif suites.is_embedded(name):
+        from isoclip.data.world.synthetic import zero_shot_prompts
+
+        world = config.get("world")
+        prompts = zero_shot_prompts(world if world is not None else WorldConfig())  # type: ignore[arg-type]
+    return Collection(name=name, train=img.calibration, query=img.query, gallery=img.gallery,
+                      text_query=None if txt is None else txt.query,  # type: ignore[arg-type]
+                      text_gallery=None if txt is None else txt.gallery,  # type: ignore[arg-type]
+                      prompts=prompts, zero_shot_labels=zs)

@@ -56,7 +56,8 @@ from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 
 __all__ = ["SUITES", "EmbeddedSet", "embedded_set", "embedded_sets", "expand_datasets",
-           "is_embedded", "load_embedded_set", "register_family", "set_rows", "suite_members"]
+           "is_embedded", "load_embedded_set", "register_family", "rows_in_whole", "set_rows",
+           "suite_members", "whole_set"]
 
 #: Facets of the synthetic world: the ``world.classes`` position held fixed, and what is left
 #: to be relevant inside the set.
@@ -341,3 +342,42 @@ def set_rows(names: Sequence[str], *, world: WorldConfig | None = None, emoji: A
              ) -> list[EmbeddedSet]:
     """The registry entries of several embedded set names (table rows), in order."""
     return [embedded_set(n, world=world, emoji=emoji) for n in names]
+
+
+#: The whole set of each family (the set every slice is cut from).
+_WHOLE = {"synthetic": "synthetic/world", "emoji": "emoji/all"}
+
+
+def whole_set(name: str) -> str:
+    """The whole set an embedded set is cut from (``synthetic/world``, ``emoji/all``); the
+    name itself for a whole set or a paper dataset."""
+    fam = _family_of(name)
+    return _WHOLE.get(fam, name) if fam is not None else name
+
+
+def rows_in_whole(name: str, modality: Modality = "image", *, world: WorldConfig | None = None,
+                  emoji: Any = None) -> dict[str, np.ndarray]:
+    """Where the rows of set ``name`` sit in its whole set (:func:`whole_set`): ``"query"``,
+    ``"gallery"``, ``"calibration"`` -> int64 row indices into the whole set's query, gallery
+    and calibration containers (``arange`` for the whole set itself), so that features
+    extracted once for the whole set serve every slice.
+
+    Raises:
+        ValueError: not an embedded set.
+    """
+    info = embedded_set(name, world=world, emoji=emoji)
+    if info.family == "synthetic":
+        w = make_world(WorldConfig() if world is None else world)
+        q, g = (w.query, w.gallery) if modality == "image" else (w.text_query, w.text_gallery)
+        parts = {"query": q, "gallery": g, "calibration": w.train}
+        if not info.facet:
+            return {k: np.arange(len(v)) for k, v in parts.items()}
+        return {k: _slice_rows(w, v.labels, info.facet, info.value) for k, v in parts.items()}
+    from isoclip.data import emoji as em
+
+    data = em.load_emoji(emoji)
+    splits = ("query", "gallery") if modality == "image" else ("text_query", "text_gallery")
+    names = dict(zip(("query", "gallery", "calibration"), (*splits, "train")))
+    if not info.facet:
+        return {k: np.arange(len(getattr(data, v))) for k, v in names.items()}
+    return {k: data.category_rows(v, info.value) for k, v in names.items()}

@@ -330,7 +330,7 @@ def _row(task: str, method: str, comparison: str, q: Tensor, g: Tensor, ql: Any,
 
 def inversion_study(
     bundle: ModelBundle,
-    world: SyntheticWorld,
+    world: SyntheticWorld | Any,
     *,
     oti_per_class: int | None = None,
     ovi_per_class: int | None = None,
@@ -349,11 +349,18 @@ def inversion_study(
     n_boot: int = 2000,
     cache: bool = True,
     progress: bool = False,
+    template: str = inversion.OTI_TEMPLATE,
 ) -> InversionStudy:
-    """Intra-modal vs inversion-based retrieval and zero-shot on a synthetic world.
+    """Intra-modal vs inversion-based retrieval and zero-shot on a synthetic world or any
+    collection with its splits (:mod:`isoclip.studies.world`).
 
     Args:
-        bundle, world: the model and the world (e.g. ``embedded.embedded_default()``).
+        bundle, world: the model and the world (e.g. ``embedded.embedded_default()``), or
+            any collection (:class:`isoclip.data.base.Collection`, the emoji data); without
+            ``prompts`` the zero-shot part is skipped, ``zero_shot_labels`` (if present) are
+            the zero-shot classes of the query images.
+        template: OTI's prompt template around the pseudo-token (Cross the Gap: "a photo of
+            {}"; a model trained on other captions may want its own, e.g. "an emoji of {}").
         oti_per_class: query images per class inverted by OTI (:func:`balanced_subset`;
             None: all query images).
         ovi_per_class: held-out-template query captions per class inverted by OVI (None: all).
@@ -391,7 +398,7 @@ def inversion_study(
     oti_run = invert(bundle, oti_targets, "OTI", steps=oti_steps,
                      snapshot_steps=snaps(oti_snapshots, oti_steps), num_pseudo=num_pseudo_tokens,
                      seed=seed, batch_size=batch_size, num_threads=num_threads, cache=cache,
-                     progress=progress)
+                     progress=progress, template=template)
     ovi_run = invert(bundle, ovi_targets, "OVI", steps=ovi_steps,
                      snapshot_steps=snaps(ovi_snapshots, ovi_steps),
                      num_pseudo=num_pseudo_patches, seed=seed, batch_size=batch_size,
@@ -425,10 +432,13 @@ def inversion_study(
         snapshot_curve(ovi_run, ovi_targets, f.text_gallery, qt_lab[st], gt_lab),
     ], ignore_index=True)
 
-    weights = zero_shot_weights(bundle, world.prompts, progress=False)
-    zero_shot = {
-        "clip_top1": evaluate_zero_shot(oti_targets, weights, qi_lab[si])["top1"],
-        "oti_top1": evaluate_zero_shot(oti_run.features, weights, qi_lab[si])["top1"],
+    prompts = getattr(world, "prompts", None)
+    zl = getattr(world, "zero_shot_labels", None)
+    z_lab = (qi_lab if zl is None else integer_labels(zl))[si]
+    weights = None if prompts is None else zero_shot_weights(bundle, prompts, progress=False)
+    zero_shot = {} if weights is None else {
+        "clip_top1": evaluate_zero_shot(oti_targets, weights, z_lab)["top1"],
+        "oti_top1": evaluate_zero_shot(oti_run.features, weights, z_lab)["top1"],
         "n_images": len(si),
     }
 
@@ -437,7 +447,7 @@ def inversion_study(
 
     def correct(x: Tensor) -> Tensor:
         logits = F.normalize(x.float(), dim=-1) @ F.normalize(weights.float(), dim=-1).T
-        return 100.0 * (logits.argmax(1) == qi_lab[si]).double()
+        return 100.0 * (logits.argmax(1) == z_lab).double()
 
     base_i = ap(f.query_images[si], f.gallery_images, qi_lab[si], gi_lab)
     base_t = ap(f.text_query[st], f.text_gallery, qt_lab[st], gt_lab)
@@ -446,8 +456,9 @@ def inversion_study(
         "img_IsoCLIP": (base_i, ap(iso_qi[si], iso_gi, qi_lab[si], gi_lab)),
         "txt_OVI": (base_t, ap(ovi_run.features, f.text_gallery, qt_lab[st], gt_lab)),
         "txt_IsoCLIP": (base_t, ap(iso_qt[st], iso_gt, qt_lab[st], gt_lab)),
-        "zero_shot_OTI": (correct(oti_targets), correct(oti_run.features)),
     }
+    if weights is not None:
+        pairs["zero_shot_OTI"] = (correct(oti_targets), correct(oti_run.features))
     deltas = pd.DataFrame([{"key": k, **paired_bootstrap(a, b, n_boot=n_boot, seed=subset_seed)}
                            for k, (a, b) in pairs.items()])
     return InversionStudy(retrieval=pd.DataFrame(rows), full_queries=pd.DataFrame(full),

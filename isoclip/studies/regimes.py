@@ -207,7 +207,8 @@ def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: n
                   gallery_labels: np.ndarray, modality: str, k_top_values: list[int],
                   k_bottom_values: list[int], *, dec: SVD,
                   query_groups: np.ndarray | None = None,
-                  gallery_groups: np.ndarray | None = None) -> pd.DataFrame:
+                  gallery_groups: np.ndarray | None = None,
+                  same_split: bool = False) -> pd.DataFrame:
     """:func:`isoclip.selection.sweep.sweep_bands` (float32) where each query is ranked only against the
     gallery items of its own group (sub-domain retrieval); no groups: one group.
 
@@ -215,6 +216,8 @@ def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: n
         P, query, gallery, query_labels, gallery_labels, modality, k_top_values,
             k_bottom_values, dec: as :func:`isoclip.selection.sweep.sweep_bands`.
         query_groups, gallery_groups: [Q], [G] group ids (both or neither).
+        same_split: the queries are the gallery (CUB's all→all): query i is removed from its
+            own ranking; the two group arrays must then be equal.
 
     Returns:
         ``k_top, k_bottom, kept, mAP, n``: ``mAP`` is the mean AP over the ``n`` queries with
@@ -223,19 +226,63 @@ def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: n
     """
     qg, gg = _resolve_groups(query_groups, gallery_groups, len(query_labels),
                              len(gallery_labels))
+    _check_same_split_groups(same_split, qg, gg)
     parts = []
     for grp in np.unique(qg):
         qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
-        n = int(np.isin(query_labels[qi], gallery_labels[gi]).sum())
+        n = _n_with_relevant(query_labels[qi], gallery_labels[gi], same_split)
         if n == 0:
             continue
         df = sweep_bands(P, query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)],
                          query_labels[qi], gallery_labels[gi], modality, k_top_values,
-                         k_bottom_values, dec=dec, dtype=torch.float32)
+                         k_bottom_values, same_split=same_split, dec=dec, dtype=torch.float32)
         parts.append(df.assign(n=n))
     if not parts:
         raise ValueError("query_labels: no query has a relevant gallery item in its group")
     return combine_sweeps(parts)
+
+
+def _check_same_split_groups(same_split: bool, qg: np.ndarray, gg: np.ndarray) -> None:
+    if same_split and (len(qg) != len(gg) or bool((qg != gg).any())):
+        raise ValueError("same_split=True: the queries are the gallery, so query_groups and "
+                         "gallery_groups must be the same array")
+
+
+def _n_with_relevant(ql: np.ndarray, gl: np.ndarray, same_split: bool) -> int:
+    """Queries with a relevant item (same-split: another item of their label)."""
+    if not same_split:
+        return int(np.isin(ql, gl).sum())
+    _, inverse, counts = np.unique(gl, return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
+
+
+def grouped_band_ap(P: Projectors, query: Tensor, gallery: Tensor, query_labels: np.ndarray,
+                    gallery_labels: np.ndarray, modality: str, bands: list[Band], *, dec: SVD,
+                    query_groups: np.ndarray | None = None,
+                    gallery_groups: np.ndarray | None = None,
+                    same_split: bool = False) -> Tensor:
+    """Per-query AP (percent, [B, Q] float64, NaN: no relevant item) of every band, each query
+    ranked against its group's gallery (minus itself with ``same_split``); the per-query form
+    of :func:`grouped_sweep` (its ``mAP`` is the NaN-mean of a row)."""
+    from isoclip.evaluate.retrieval import FixedLabelRanker
+    from isoclip.selection.sweep import BandScorer
+
+    qg, gg = _resolve_groups(query_groups, gallery_groups, len(query_labels),
+                             len(gallery_labels))
+    _check_same_split_groups(same_split, qg, gg)
+    out = torch.full((len(bands), len(query_labels)), float("nan"), dtype=torch.float64)
+    for grp in np.unique(qg):
+        qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
+        if _n_with_relevant(query_labels[qi], gallery_labels[gi], same_split) == 0:
+            continue
+        scorer = BandScorer(P, query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)],
+                            modality, dec, dtype=torch.float32)  # type: ignore[arg-type]
+        ranker = FixedLabelRanker(query_labels[qi], gallery_labels[gi], same_split)
+        rows = torch.as_tensor(qi)
+        with torch.no_grad():
+            for b, band in enumerate(bands):
+                out[b, rows] = 100.0 * ranker.per_query(scorer.scores(band))["mAP"]
+    return out
 
 
 def combine_sweeps(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -253,20 +300,22 @@ def combine_sweeps(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
                      gallery_labels: np.ndarray, query_groups: np.ndarray | None = None,
-                     gallery_groups: np.ndarray | None = None, transform: Any = None
-                     ) -> Tensor:
+                     gallery_groups: np.ndarray | None = None, transform: Any = None,
+                     same_split: bool = False) -> Tensor:
     """Per-query AP in percent ([Q] float64, NaN: no relevant item in the query's group) with
     each query ranked only against its group's gallery (:func:`grouped_sweep`'s protocol).
 
     ``transform(query, gallery) -> (query, gallery)``, if given, is applied to each group's
     features before ranking (e.g. :func:`isoclip.baselines.whitening.mean_center`: centring on the
-    group's own gallery mean).
+    group's own gallery mean). ``same_split``: the queries are the gallery (each query removed
+    from its own ranking; the group arrays must be equal).
     """
     from isoclip.evaluate.retrieval import query_metrics
 
     out = torch.full((len(query_labels),), float("nan"), dtype=torch.float64)
     qg, gg = _resolve_groups(query_groups, gallery_groups, len(query_labels),
                              len(gallery_labels))
+    _check_same_split_groups(same_split, qg, gg)
     for grp in np.unique(qg):
         qi, gi = np.flatnonzero(qg == grp), np.flatnonzero(gg == grp)
         if len(gi) == 0:
@@ -274,7 +323,9 @@ def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
         q, g = query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)]
         if transform is not None:
             q, g = transform(q, g)
-        m = query_metrics(q, g, query_labels[qi], gallery_labels[gi], ks=(1,))
+        if same_split and _n_with_relevant(query_labels[qi], gallery_labels[gi], True) == 0:
+            continue
+        m = query_metrics(q, g, query_labels[qi], gallery_labels[gi], same_split, ks=(1,))
         out[torch.as_tensor(qi)] = 100.0 * m["mAP"]
     return out
 
@@ -333,7 +384,8 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
                  gallery_labels: Any, modality: str, *, stride: int = 2,
                  auto_band: Band | None = None, dec: SVD | None = None,
                  query_groups: Any = None, gallery_groups: Any = None,
-                 named_bands: Mapping[str, Band] | None = None) -> dict[str, Any]:
+                 named_bands: Mapping[str, Band] | None = None,
+                 same_split: bool = False) -> dict[str, Any]:
     """CLIP's, the oracle band's and the automatic band's mAP for one intra-modal task.
 
     Args:
@@ -349,6 +401,9 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
             everything. None: one domain.
         named_bands: more bands to score (e.g. ``{"agree": band}``): ``<name>_band`` and
             ``<name>_mAP`` are added to the result.
+        same_split: the queries are the gallery (CUB's all→all protocol): each query is
+            removed from its own ranking (:func:`grouped_band_ap`); the halves of the
+            held-out oracle then split only the queries, never the gallery.
 
     Returns:
         ``clip_mAP`` (the model's own projection), ``full_band_mAP`` (band (0, 0): the
@@ -390,9 +445,33 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
 
     def sweep(rows: np.ndarray, k_tops: list[int] = tops, k_bottoms: list[int] = bottoms
               ) -> pd.DataFrame:
+        if same_split:
+            return _rows_sweep(rows, k_tops, k_bottoms)
         return grouped_sweep(P, query[torch.as_tensor(rows)], gallery, ql[rows], gl,
                              modality, k_tops, k_bottoms, dec=dec,
                              query_groups=qg[rows], gallery_groups=gg)
+
+    per_query: dict[Band, Tensor] = {}
+
+    def _rows_sweep(rows: np.ndarray, k_tops: list[int], k_bottoms: list[int]) -> pd.DataFrame:
+        """Same-split sweep: per-query AP over the whole gallery, averaged over ``rows``."""
+        from isoclip.selection.sweep import grid_bands
+
+        bands = grid_bands(dec.r, k_tops, k_bottoms)
+        todo = [b for b in bands if b not in per_query]
+        if todo:
+            ap = grouped_band_ap(P, query, gallery, ql, gl, modality, todo, dec=dec,
+                                 query_groups=qg, gallery_groups=gg, same_split=True)
+            per_query.update(zip(todo, ap))
+        idx = torch.as_tensor(rows)
+        out = []
+        for b in bands:
+            v = per_query[b][idx]
+            ok = ~torch.isnan(v)
+            out.append({"k_top": b.k_top, "k_bottom": b.k_bottom, "kept": b.kept(dec.r),
+                        "mAP": float(v[ok].mean()) if bool(ok.any()) else float("nan"),
+                        "n": int(ok.sum())})
+        return pd.DataFrame(out)
 
     halves = [np.arange(0, len(ql), 2), np.arange(1, len(ql), 2)]
     sweeps = [sweep(h) for h in halves]
@@ -400,7 +479,8 @@ def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: An
     full_band = full[(full.k_top == 0) & (full.k_bottom == null)]["mAP"].item()
     project = P.project_image if modality == "image" else P.project_text
     clip = float(np.nanmean(grouped_query_ap(project(query.to(P.dtype)),
-                                             project(gallery.to(P.dtype)), ql, gl, qg, gg)))
+                                             project(gallery.to(P.dtype)), ql, gl, qg, gg,
+                                             same_split=same_split)))
     oracle = best_band(full)
     top_only, bottom_only = full[full.k_bottom == null], full[full.k_top == 0]
     heldout = []
@@ -442,14 +522,20 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in d.items()}
 
 
-def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 2,
-               oti: bool = True, progress: bool = False, cache: bool = True) -> dict[str, Any]:
+def run_regime(world_cfg: WorldConfig | Any, train_cfg: TrainConfig, *, stride: int = 2,
+               oti: bool = True, progress: bool = False, cache: bool = True,
+               domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train (or load) one model and measure every diagnostic of the regime study.
 
     Args:
         world_cfg: the synthetic world (its train split, or its stream of fresh pairs when
             ``train_cfg.data == "stream"``, trains the model; query/gallery and text splits
-            evaluate it).
+            evaluate it), or any collection with those splits (:mod:`isoclip.studies.world`:
+            a :class:`isoclip.data.base.Collection`, the emoji data), trained on its
+            ``train`` pairs.
+        domains: sub-domains besides the whole set, name -> [C] group of each class (e.g.
+            the Unicode category of each emoji subcategory); keys get the prefix
+            ``<name>_``. Default: :data:`DOMAINS` for a synthetic world, none otherwise.
         train_cfg: the training configuration (cached by :func:`isoclip.training.trainer.load_or_train`).
         stride: step of the band sweep in k_top and k_bottom (2 or 4 keeps it cheap).
         oti: also measure OTI's gain (:func:`oti_gains`, 4 queries per class, cached).
@@ -467,20 +553,26 @@ def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 
         TypeError: a configuration of the wrong type.
         ValueError: bad ``stride`` (see :func:`band_metrics`).
     """
-    if not isinstance(world_cfg, WorldConfig):
-        raise TypeError(f"world_cfg: expected a WorldConfig, got {type(world_cfg).__name__}")
+    synthetic = isinstance(world_cfg, WorldConfig)
+    if not synthetic and not all(hasattr(world_cfg, a) for a in ("train", "query", "gallery")):
+        raise TypeError(f"world_cfg: expected a WorldConfig or a collection with train / query "
+                        f"/ gallery splits, got {type(world_cfg).__name__}")
     if not isinstance(train_cfg, TrainConfig):
         raise TypeError(f"train_cfg: expected a TrainConfig, got {type(train_cfg).__name__}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
-    world = make_world(world_cfg)
-    data = train_stream(world_cfg) if train_cfg.data == "stream" else world.train
+    world = make_world(world_cfg) if synthetic else world_cfg
+    if synthetic and train_cfg.data == "stream":
+        data = train_stream(world_cfg)
+    else:
+        data = world.train
     trained = load_or_train(data, train_cfg, progress=progress, cache=cache)
     t0 = time.perf_counter()
-    result = _evaluate(trained.bundle, world, stride, oti)
+    result = _evaluate(trained.bundle, world, stride, oti, domains)
     log = trained.log
     out: dict[str, Any] = {
-        "world": asdict(world_cfg), "train": asdict(train_cfg),
+        "world": asdict(world_cfg) if synthetic else {"name": getattr(world, "name", "")},
+        "train": asdict(train_cfg),
         "train_seconds": trained.train_seconds,
         "final_temperature": float(log["temperature"].iloc[-1]),
         "final_loss": float(log["loss"].iloc[-1]),
@@ -490,14 +582,14 @@ def run_regime(world_cfg: WorldConfig, train_cfg: TrainConfig, *, stride: int = 
     return _jsonable(out)
 
 
-def evaluate_bundle(bundle: Any, world: SyntheticWorld, stride: int = 2, oti: bool = True
-                    ) -> dict[str, Any]:
+def evaluate_bundle(bundle: Any, world: SyntheticWorld | Any, stride: int = 2, oti: bool = True,
+                    domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every diagnostic of :func:`run_regime` for an already trained model (e.g. the weights
     kept at one step of a run): the keys of :data:`REGIME_KEYS` from ``zero_shot_acc`` on,
     without the training-log keys."""
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
-    return _evaluate(bundle, world, stride, oti)
+    return _evaluate(bundle, world, stride, oti, domains)
 
 
 #: Sub-domains of the study: name -> position in ``world.classes`` (shape, colour) of the
@@ -508,13 +600,19 @@ DOMAINS: dict[str, int] = {"in_shape": 0, "in_colour": 1}
 
 
 
-def _domains(world: SyntheticWorld) -> list[tuple[str, Any]]:
-    """``(key prefix, labels -> group ids or None)`` for the whole world and each of
-    :data:`DOMAINS`."""
+def _domains(world: SyntheticWorld | Any, domains: Mapping[str, Any] | None = None
+             ) -> list[tuple[str, Any]]:
+    """``(key prefix, labels -> group ids or None)`` for the whole world and each sub-domain:
+    ``domains`` (name -> [C] group of each class) if given, else :data:`DOMAINS` for a
+    synthetic world (one with ``classes``), else none."""
     out: list[tuple[str, Any]] = [("", lambda labels: None)]
-    for name, factor in DOMAINS.items():
-        groups = class_groups(world, factor)
-        out.append((f"{name}_", lambda labels, g=groups: domain_groups(labels, g)))
+    if domains is None:
+        if not hasattr(world, "classes"):
+            return out
+        domains = {name: class_groups(world, factor) for name, factor in DOMAINS.items()}
+    for name, groups in domains.items():
+        g = np.asarray(groups)
+        out.append((f"{name}_", lambda labels, g=g: domain_groups(labels, g)))
     return out
 
 
@@ -525,8 +623,8 @@ def class_groups(world: SyntheticWorld, factor: int) -> np.ndarray:
     return np.array([names.index(v) for v in values], dtype=np.int64)
 
 
-def oti_gains(bundle: Any, world: SyntheticWorld, *, per_class: int = 4, seed: int = 0,
-              n_boot: int = 2000) -> dict[str, Any]:
+def oti_gains(bundle: Any, world: SyntheticWorld | Any, *, per_class: int = 4, seed: int = 0,
+              n_boot: int = 2000, domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Cross the Gap's OTI against CLIP's intra-modal image→image retrieval, on a seeded
     class-balanced subset of the query images, over all gallery images and within each
     :data:`DOMAINS` sub-domain (the same inverted queries, the gallery restricted to the
@@ -546,7 +644,7 @@ def oti_gains(bundle: Any, world: SyntheticWorld, *, per_class: int = 4, seed: i
     q = f.query_images[torch.as_tensor(sub)]
     inv = invert(bundle, q, "OTI")
     out: dict[str, Any] = {"oti_queries": len(sub)}
-    for dom, group_of in _domains(world):
+    for dom, group_of in _domains(world, domains):
         qg, gg = group_of(ql[sub]), group_of(gl)
         intra = grouped_query_ap(q, f.gallery_images, ql[sub], gl, qg, gg)
         oti = grouped_query_ap(inv.features, f.gallery_images, ql[sub], gl, qg, gg)
@@ -556,8 +654,8 @@ def oti_gains(bundle: Any, world: SyntheticWorld, *, per_class: int = 4, seed: i
     return out
 
 
-def _evaluate(bundle: Any, world: SyntheticWorld, stride: int, oti: bool = True
-              ) -> dict[str, Any]:
+def _evaluate(bundle: Any, world: SyntheticWorld | Any, stride: int, oti: bool = True,
+              domains: Mapping[str, Any] | None = None) -> dict[str, Any]:
     sanity = sanity_metrics(bundle, world)
     P = get_projectors(bundle.model)
     dec = svd(P)
@@ -568,18 +666,25 @@ def _evaluate(bundle: Any, world: SyntheticWorld, stride: int, oti: bool = True
     out: dict[str, Any] = {k: sanity[k] for k in ("zero_shot_acc", "i2t_mAP", "t2i_mAP", "gap",
                                                   "true_pair_cos", "cone_image", "cone_text")}
     out.update(rank=rank, **flat, auto_band=[auto.k_top, auto.k_bottom], sweep_stride=stride)
-    tasks = (("i2i", "image", f.query_images, f.gallery_images, world.query.labels,
-              world.gallery.labels),
-             ("t2t", "text", f.text_query, f.text_gallery, world.text_query.labels,
-              world.text_gallery.labels))
+    tasks = [("i2i", "image", f.query_images, f.gallery_images, world.query.labels,
+              world.gallery.labels)]
+    if f.text_query is not None:
+        tasks.append(("t2t", "text", f.text_query, f.text_gallery, world.text_query.labels,
+                      world.text_gallery.labels))
     calib_idx = calibration_indices(len(world.train), min(CALIBRATION_PAIRS, len(world.train)))
     ci, ct = calibration_pairs(bundle, world, n=len(calib_idx))
-    calib_labels = np.asarray(world.train.labels)[calib_idx]
-    for dom, group_of in _domains(world):
+    doms = _domains(world, domains)
+    if len(doms) > 1 and world.train.labels is None:
+        raise ValueError("world.train: sub-domains need the class of each training pair "
+                         "(labels) to draw each domain's calibration pairs")
+    calib_labels = None if world.train.labels is None else \
+        np.asarray(world.train.labels)[calib_idx]
+    for dom, group_of in doms:
         for prefix, modality, q, g, ql, gl in tasks:
             qg, gg = group_of(ql), group_of(gl)
-            agree, _ = domain_agreement_band(P, ci, ct, group_of(calib_labels), modality,
-                                             stride=stride, dec=dec)
+            agree, _ = domain_agreement_band(
+                P, ci, ct, None if calib_labels is None else group_of(calib_labels), modality,
+                stride=stride, dec=dec)
             m = band_metrics(P, q, g, ql, gl, modality, stride=stride, auto_band=auto, dec=dec,
                              query_groups=qg, gallery_groups=gg, named_bands={"agree": agree})
             out[f"{prefix}_{dom}mAP"] = m["clip_mAP"]
@@ -591,7 +696,7 @@ def _evaluate(bundle: Any, world: SyntheticWorld, stride: int, oti: bool = True
                                        transform=mean_center)
             out[f"{prefix}_{dom}centred_mAP"] = float(np.nanmean(centred))
     if oti:
-        out.update(oti_gains(bundle, world))
+        out.update(oti_gains(bundle, world, domains=domains))
     return out
 
 

@@ -17,14 +17,15 @@ from isoclip.studies.world import world_features
 __all__ = ["intra_modal_retrieval_study"]
 
 
-def intra_modal_retrieval_study(bundle: ModelBundle, world: SyntheticWorld, study: Any,
+def intra_modal_retrieval_study(bundle: ModelBundle, world: SyntheticWorld | Any, study: Any,
                                 image_bands: dict[str, Any], text_bands: dict[str, Any], *,
                                 n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Image→image and text→text retrieval of CLIP, the inversion (OTI / OVI, from chapter 3's
     :class:`isoclip.studies.inversion.InversionStudy`) and IsoCLIP with several bands.
 
     Args:
-        bundle, world: the model and the world the study was run on.
+        bundle, world: the model and the world (or any collection with its splits,
+            :mod:`isoclip.studies.world`) the study was run on.
         study: :func:`isoclip.studies.inversion.inversion_study` output (its inverted features and
             query subsets are reused, nothing is re-inverted).
         image_bands, text_bands: label -> :class:`isoclip.method.bands.Band` of an IsoCLIP row each,

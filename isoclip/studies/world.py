@@ -1,4 +1,12 @@
-"""Features and sanity metrics of a synthetic world, shared by the studies of several chapters.
+"""Features and sanity metrics of an evaluation collection, shared by the studies of several
+chapters.
+
+A *collection* is anything with the splits of a synthetic world: ``train`` (pairs),
+``query`` / ``gallery`` (labelled images with captions), ``text_query`` / ``text_gallery``
+(labelled captions, optional) and ``prompts`` (zero-shot prompts, optional): a
+:class:`~isoclip.data.world.synthetic.SyntheticWorld`, an :class:`~isoclip.data.emoji.EmojiData`,
+or a :class:`~isoclip.data.base.Collection` of your own data or of any registered set
+(:func:`isoclip.data.registry.load_collection`).
 
 These functions only compose :mod:`isoclip.models.features` and :mod:`isoclip.evaluate`; the
 definitions live there.
@@ -7,13 +15,18 @@ definitions live there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from isoclip.data.base import ImageDataset, TextDataset
+from isoclip.data.base import Collection, ImageDataset, TextDataset
 from isoclip.data.world.synthetic import SyntheticWorld
+
+#: What the helpers take: a synthetic world, the emoji data or any :class:`Collection` (any
+#: object with the same split attributes).
+EvalData = SyntheticWorld | Collection | Any
 from isoclip.evaluate.classification import evaluate_zero_shot
 from isoclip.evaluate.gap import gap_report
 from isoclip.evaluate.retrieval import evaluate
@@ -28,7 +41,8 @@ class WorldFeatures:
     Attributes:
         query_images, gallery_images: [Nq, D], [Ng, D] image features.
         query_captions, gallery_captions: [Nq, D], [Ng, D] features of the images' captions.
-        text_query, text_gallery: [Tq, D], [Tg, D] held-out-template caption features.
+        text_query, text_gallery: [Tq, D], [Tg, D] held-out-template caption features (None:
+            the collection has no text task).
         kind: ``"projected"`` (shared space, dimension d) or ``"preproj"`` (d_i / d_t).
     """
 
@@ -36,14 +50,15 @@ class WorldFeatures:
     gallery_images: Tensor
     query_captions: Tensor
     gallery_captions: Tensor
-    text_query: Tensor
-    text_gallery: Tensor
+    text_query: Tensor | None
+    text_gallery: Tensor | None
     kind: FeatureKind
 
 
-def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind = "projected",
+def world_features(bundle: ModelBundle, world: EvalData, kind: FeatureKind = "projected",
                    *, progress: bool = False) -> WorldFeatures:
-    """Extract (or load from the cache) the features of every evaluation split of ``world``."""
+    """Extract (or load from the cache) the features of every evaluation split of ``world``
+    (a synthetic world or any collection)."""
     def img(ds: ImageDataset) -> Tensor:
         return image_features(bundle, ds, kind, progress=progress)
 
@@ -52,7 +67,9 @@ def world_features(bundle: ModelBundle, world: SyntheticWorld, kind: FeatureKind
 
     return WorldFeatures(query_images=img(world.query), gallery_images=img(world.gallery),
                          query_captions=txt(world.query), gallery_captions=txt(world.gallery),
-                         text_query=txt(world.text_query), text_gallery=txt(world.text_gallery),
+                         text_query=None if world.text_query is None else txt(world.text_query),
+                         text_gallery=(None if world.text_gallery is None
+                                       else txt(world.text_gallery)),
                          kind=kind)
 
 
@@ -61,37 +78,38 @@ def calibration_indices(n_train: int, n: int = 1000, seed: int = 0) -> np.ndarra
     return np.sort(np.random.default_rng(seed).choice(n_train, n, replace=False))
 
 
-def calibration_pairs(bundle: ModelBundle, world: SyntheticWorld, n: int = 1000,
+def calibration_pairs(bundle: ModelBundle, world: EvalData, n: int = 1000,
                       seed: int = 0) -> tuple[Tensor, Tensor]:
     """Pre-projection features ([n, d_i], [n, d_t]) of ``n`` seeded training pairs (an image
-    and its own caption): the calibration data of ``select_band(P, "agreement", ...)``.
+    and its own caption, the first one if it has several): the calibration data of
+    ``select_band(P, "agreement", ...)``.
 
     Drawn from ``world.train`` only, never from the query or gallery splits; no labels used.
-    """
-    from isoclip.data.base import ImageDataset
 
+    Raises:
+        ValueError: no training pairs, no captions, or ``n`` outside ``[3, len(train)]``.
+    """
     train = world.train
+    if train is None or train.captions is None:
+        raise ValueError("world.train: expected training pairs (images with captions)")
     if not 3 <= n <= len(train):
         raise ValueError(f"n: expected 3 <= n <= {len(train)} (training pairs), got {n}")
-    if train.captions is None or not isinstance(train.images, np.ndarray):
-        raise ValueError("world.train must hold images as an array and their captions")
-    idx = calibration_indices(len(train), n, seed)
-    labels = None if train.labels is None else train.labels[idx]
-    sub = ImageDataset(images=train.images[idx], labels=labels,
-                       class_names=train.class_names, name=f"{train.name}[calib {n}, seed {seed}]",
-                       captions=[train.captions[i] for i in idx])
+    sub = train.subset(calibration_indices(len(train), n, seed),
+                       f"{train.name}[calib {n}, seed {seed}]")
     return (image_features(bundle, sub, "preproj", progress=False),
             text_features(bundle, sub, "preproj", progress=False))
 
 
-def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, float]:
+def sanity_metrics(bundle: ModelBundle, world: EvalData) -> dict[str, float]:
     """Is it a CLIP? Zero-shot, cross-modal and intra-modal retrieval, gap and cone.
 
-    Retrieval relevance is "same class" everywhere (captions name the class, not the scene).
+    Retrieval relevance is "same label" everywhere (for the synthetic world captions name the
+    class, not the scene).
 
-    Keys (percent for accuracies and mAP):
+    Keys (percent for accuracies and mAP; NaN where the collection lacks the data):
         ``zero_shot_acc``, ``chance_acc``: zero-shot top-1 on the query images (prompt
-        ensembles ``world.prompts``) and the chance level.
+        ensembles ``world.prompts``, classes ``world.zero_shot_labels`` if it has them, else
+        the query labels) and the chance level.
         ``i2t_R1``, ``i2t_mAP``: query images -> gallery captions.
         ``t2i_R1``, ``t2i_mAP``: query captions -> gallery images.
         ``i2i_mAP``: query images -> gallery images (intra-modal).
@@ -101,22 +119,28 @@ def sanity_metrics(bundle: ModelBundle, world: SyntheticWorld) -> dict[str, floa
     """
     f = world_features(bundle, world)
     ql, gl = world.query.labels, world.gallery.labels
-    weights = zero_shot_weights(bundle, world.prompts, progress=False)
-    zs = evaluate_zero_shot(f.query_images, weights, ql)
+    nan = float("nan")
+    zero_shot, chance = nan, nan
+    if world.prompts is not None:
+        zl = getattr(world, "zero_shot_labels", None)
+        weights = zero_shot_weights(bundle, world.prompts, progress=False)
+        zero_shot = evaluate_zero_shot(f.query_images, weights, ql if zl is None else zl)["top1"]
+        chance = 100.0 / len(world.prompts)
     i2t = evaluate(f.query_images, f.gallery_captions, ql, gl)
     t2i = evaluate(f.query_captions, f.gallery_images, ql, gl)
     i2i = evaluate(f.query_images, f.gallery_images, ql, gl)
-    t2t = evaluate(f.text_query, f.text_gallery, world.text_query.labels, world.text_gallery.labels)
+    t2t = nan if f.text_query is None else evaluate(
+        f.text_query, f.text_gallery, world.text_query.labels, world.text_gallery.labels)["mAP"]
     g = gap_report(f.gallery_images, f.gallery_captions)
     return {
-        "zero_shot_acc": zs["top1"],
-        "chance_acc": 100.0 / len(world.class_names),
+        "zero_shot_acc": zero_shot,
+        "chance_acc": chance,
         "i2t_R1": i2t["R@1"],
         "i2t_mAP": i2t["mAP"],
         "t2i_R1": t2i["R@1"],
         "t2i_mAP": t2i["mAP"],
         "i2i_mAP": i2i["mAP"],
-        "t2t_mAP": t2t["mAP"],
+        "t2t_mAP": t2t,
         "gap": g["gap"],
         "true_pair_cos": g["true_pair_cos"],
         "cone_image": g["intra_cos_image"],
