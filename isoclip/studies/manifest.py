@@ -244,7 +244,7 @@ def _train_one(s: ModelSpec) -> dict[str, Any]:
 
 
 def _fmt(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 

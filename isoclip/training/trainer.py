@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import open_clip
@@ -44,6 +44,7 @@ from isoclip.data.base import ImageDataset
 from isoclip.data.world.stream import TrainStream
 from isoclip.models.loading import (
     ModelBundle,
+    OpenClipModel,
     expected_random_init,
     load_model,
     register_configs,
@@ -155,7 +156,7 @@ class TrainConfig:
                 f"checkpoint_fracs: expected values in [0, 1], got {self.checkpoint_fracs}")
 
     def checkpoint_steps(self) -> list[int]:
-        return sorted({int(round(f * self.steps)) for f in self.checkpoint_fracs})
+        return sorted({round(f * self.steps) for f in self.checkpoint_fracs})
 
     def key_dict(self) -> dict[str, Any]:
         """The fields that enter the cache key: all, except :data:`VARIANT_FIELDS` at their
@@ -233,7 +234,7 @@ class TrainedModel:
     train_seconds: float
     key: str
 
-    def model_at(self, step: int) -> torch.nn.Module:
+    def model_at(self, step: int) -> OpenClipModel:
         """A fresh copy of the model with the weights saved at ``step`` (eval mode)."""
         if step not in self.checkpoints:
             raise KeyError(
@@ -287,7 +288,7 @@ def semantic_features(dataset: ImageDataset, cfg: TrainConfig) -> torch.Tensor:
     if dataset.several_captions:
         raise ValueError(f"dataset {dataset.name!r}: IMSep's caption attributes need one "
                          "caption per image")
-    return torch.from_numpy(caption_attributes(list(dataset.captions)))
+    return torch.from_numpy(caption_attributes(cast("list[str]", list(dataset.captions))))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -300,6 +301,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[torch.nn.Parameter]
+    no_decay: list[torch.nn.Parameter]
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if not p.requires_grad:
@@ -323,7 +326,8 @@ def _stream_batch(bundle: ModelBundle, stream: TrainStream, step: int, cfg: Trai
     ``step``."""
     batch = stream.batch(step, cfg.batch_size)
     sem = semantic_features(batch, cfg) if cfg.loss == "imsep" else None
-    return dataset_tensor(bundle, batch), bundle.tokenizer(list(batch.captions)), sem
+    captions = cast("list[str]", batch.captions)  # a stream batch: one caption per image
+    return dataset_tensor(bundle, batch), bundle.tokenizer(list(captions)), sem
 
 
 def _caption_tokens(bundle: ModelBundle, dataset: ImageDataset
@@ -332,7 +336,7 @@ def _caption_tokens(bundle: ModelBundle, dataset: ImageDataset
     row in them (``offsets`` [N]) and its number of captions (``counts`` [N]), else None."""
     caps = list(dataset.captions or [])
     if not dataset.several_captions:
-        return bundle.tokenizer(caps), None, None
+        return bundle.tokenizer(cast("list[str]", caps)), None, None
     groups = [[c] if isinstance(c, str) else list(c) for c in caps]
     counts = torch.tensor([len(g) for g in groups], dtype=torch.long)
     offsets = torch.cumsum(counts, 0) - counts
@@ -351,8 +355,8 @@ def train_clip(dataset: ImageDataset | TrainStream, cfg: TrainConfig = TrainConf
         TypeError: ``dataset`` is not of the kind ``cfg.data`` asks for.
     """
     _check_data(dataset, cfg)
-    if cfg.data == "stream":
-        return _train_loop(dataset, cfg, progress)  # type: ignore[arg-type]
+    if isinstance(dataset, TrainStream):  # cfg.data == "stream" (checked)
+        return _train_loop(dataset, cfg, progress)
     if dataset.captions is None:
         raise ValueError(f"dataset {dataset.name!r}: training needs captions (captions=None)")
     if len(dataset) < cfg.batch_size:
@@ -366,13 +370,14 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
     bundle = create_model(cfg)
     model = bundle.model.train()
     stream = dataset if isinstance(dataset, TrainStream) else None
-    if stream is None:
-        images = dataset_tensor(bundle, dataset)
-        tokens, offsets, counts = _caption_tokens(bundle, dataset)
+    fixed = None if isinstance(dataset, TrainStream) else dataset
+    if fixed is not None:
+        images = dataset_tensor(bundle, fixed)
+        tokens, offsets, counts = _caption_tokens(bundle, fixed)
         # several captions per image: one drawn per image and step from its own stream, so
         # the batches (and single-caption trainings) are unchanged
         cap_gen = torch.Generator().manual_seed(cfg.seed + 1) if counts is not None else None
-        sem = semantic_features(dataset, cfg) if cfg.loss == "imsep" else None
+        sem = semantic_features(fixed, cfg) if cfg.loss == "imsep" else None
     if cfg.temperature is None:
         model.logit_scale.data.fill_(math.log(1.0 / cfg.init_temperature))
     else:
@@ -384,7 +389,7 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
     save_at = set(cfg.checkpoint_steps())
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     rows: list[dict[str, float]] = []
-    n = len(dataset) if stream is None else 0
+    n = len(fixed) if fixed is not None else 0
     perm = torch.randperm(n, generator=gen) if stream is None else torch.empty(0)
     pos = 0
     t0 = time.perf_counter()
@@ -399,7 +404,7 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
                 pos = 0
             idx = perm[pos:pos + cfg.batch_size]
             pos += cfg.batch_size
-            if counts is None:
+            if counts is None or offsets is None:  # both None or neither
                 x, t = images[idx], tokens[idx]
             else:
                 pick = offsets[idx] + (torch.rand(len(idx), generator=cap_gen)
@@ -415,6 +420,7 @@ def _train_loop(dataset: ImageDataset | TrainStream, cfg: TrainConfig, progress:
         if cfg.loss == "clip":
             loss = clip_loss(img, txt, model.logit_scale.exp())
         elif cfg.loss == "imsep":
+            s_b = cast(torch.Tensor, s_b)  # the semantics are computed for cfg.loss "imsep"
             parts = imsep_loss(img, txt, s_b, model.logit_scale.exp(),
                                alpha=cfg.imsep_alpha, beta=cfg.imsep_beta,
                                modalities=cfg.imsep_modalities)  # type: ignore[arg-type]
