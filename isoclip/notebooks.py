@@ -91,10 +91,11 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     :mod:`isoclip.studies.manifest`): a chapter that needs a model missing from the cache
     fails with a message naming it, unless ``train_missing`` lets it train the model itself.
     """
-    from isoclip.training.trainer import MODELS_ONLY_ENV
     import jupytext
     import nbformat
     import papermill as pm
+
+    from isoclip.training.trainer import MODELS_ONLY_ENV
 
     # every notebook's parameters are checked before the first one runs
     plan = check_parameters(params, only, overrides)

@@ -93,7 +93,7 @@ def test_evaluate_set_matches_naive_references(d: int, stride: int) -> None:
 
 
 def test_same_split_sets_exclude_the_query_everywhere() -> None:
-    P, f, t, y = _random(2, n=40)
+    P, f, _t, y = _random(2, n=40)
     feats = SetFeatures(f, f, P.project_image(f), P.project_image(f))
     g = torch.Generator().manual_seed(0)
     rows = torch.tensor([1, 4, 5, 20])
@@ -120,7 +120,7 @@ def test_same_split_sets_exclude_the_query_everywhere() -> None:
 
 
 def test_evaluate_set_errors() -> None:
-    P, f, t, y = _random(3)
+    P, f, _t, y = _random(3)
     feats = SetFeatures(f[:20], f[20:], P.project_image(f[:20]), P.project_image(f[20:]))
     with pytest.raises(ValueError, match="stride"):
         evaluate_set(P, feats, y[:20], y[20:], "image", stride=0)

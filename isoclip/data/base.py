@@ -11,12 +11,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
 
-ImageSource = Union[np.ndarray, Sequence[Image.Image], Sequence[str | os.PathLike]]
+ImageSource = np.ndarray | Sequence[Image.Image] | Sequence[str | os.PathLike[str]]
 
 
 def _hash_update_array(h: hashlib._Hash, a: np.ndarray) -> None:
@@ -90,12 +89,13 @@ class ImageDataset:
                 f"images: got a {type(self.images).__name__} ({self.images!r}) where a sequence "
                 "of image paths, a sequence of PIL images or a uint8 array [N, H, W, 3] was "
                 "expected; for one image pass [path]")
-        if isinstance(self.images, np.ndarray):
-            if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-                raise ValueError(
-                    "images: expected a uint8 array of shape [N, H, W, 3], got "
-                    f"{self.images.dtype} {self.images.shape}"
-                )
+        if isinstance(self.images, np.ndarray) and (
+                self.images.ndim != 4 or self.images.shape[-1] != 3
+                or self.images.dtype != np.uint8):
+            raise ValueError(
+                "images: expected a uint8 array of shape [N, H, W, 3], got "
+                f"{self.images.dtype} {self.images.shape}"
+            )
         n = len(self.images)
         if self.class_names is None:
             object.__setattr__(self, "class_names", [])

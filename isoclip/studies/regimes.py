@@ -58,8 +58,8 @@ from torch import Tensor
 from isoclip.baselines.whitening import mean_center
 from isoclip.common.types import check_modality
 from isoclip.data.world.config import WorldConfig
-from isoclip.data.world.synthetic import SyntheticWorld, make_world
 from isoclip.data.world.stream import train_stream
+from isoclip.data.world.synthetic import SyntheticWorld, make_world
 from isoclip.method.bands import Band
 from isoclip.method.operator import SVD, effective_rank, svd, svd_for
 from isoclip.method.projectors import Projectors, get_projectors
@@ -75,7 +75,7 @@ from isoclip.studies.world import (
 )
 from isoclip.training.trainer import TrainConfig, load_or_train
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by topic, as the module reads
     # one run of the study
     "run_regime", "REGIME_KEYS", "spectrum_flatness", "band_metrics", "oti_gains",
     # sub-domain retrieval

@@ -20,6 +20,7 @@ verdict sentence, and the claims page's column says the same.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -376,7 +377,7 @@ def inversion_curve(steps: Sequence[int], maps: Sequence[float]) -> InversionCur
     if not s or len(s) != len(m):
         raise ValueError(f"steps, maps: expected two non-empty sequences of one length, got "
                          f"{len(s)} and {len(m)}")
-    if any(b <= a for a, b in zip(s, s[1:])):
+    if any(b <= a for a, b in itertools.pairwise(s)):
         raise ValueError(f"steps: expected increasing snapshot steps, got {s}")
     i = int(np.argmax(m))
     best_step, best_map, last_step, last_map = s[i], m[i], s[-1], m[-1]
