@@ -14,9 +14,18 @@ The public API, by stage of the data flow (see the book's introduction):
 - drop-in: :func:`apply` (IsoCLIP ``encode_image`` / ``encode_text`` for any open_clip model),
   :func:`export_projectors` / :func:`load_projectors` (the filtered projectors as a file).
 - the embedded default: ``isoclip.data.world.synthetic``, ``isoclip.training.trainer``, ``isoclip.training.embedded``.
+- bring your own data: the containers :class:`ImageDataset`, :class:`TextDataset`,
+  :class:`Collection`, :class:`RetrievalData`; any registered set or suite by name
+  (:func:`load_dataset`, :func:`load_collection`, :func:`datasets_list`); the trainer
+  (:class:`TrainConfig`, :func:`load_or_train`); the evaluators (:func:`evaluate`,
+  :func:`evaluate_zero_shot`); modality inversion (:func:`invert`: OTI / OVI).
 """
 
+from isoclip.data.base import Collection, ImageDataset, TextDataset
+from isoclip.data.registry import RetrievalData, datasets_list, load_collection, load_dataset
 from isoclip.dropin import IsoCLIP, apply, export_projectors, load_projectors
+from isoclip.evaluate.classification import evaluate_zero_shot
+from isoclip.evaluate.retrieval import evaluate
 from isoclip.method.bands import Band, iso_projectors, paper_scaled_band
 from isoclip.method.gradients import cosine_decomposition, feature_gradients, weight_gradients
 from isoclip.method.operator import psi, psi_image, psi_text, spectrum_stats, svd
@@ -30,11 +39,25 @@ from isoclip.models.features import image_features, text_features
 from isoclip.models.loading import MissingWeightsError, ModelBundle, load_model
 from isoclip.selection.rules import select_band
 from isoclip.selection.sweep import sweep_bands
+from isoclip.studies.inversion import invert
+from isoclip.training.trainer import TrainConfig, load_or_train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Band",
+    "Collection",
+    "ImageDataset",
+    "RetrievalData",
+    "TextDataset",
+    "TrainConfig",
+    "datasets_list",
+    "evaluate",
+    "evaluate_zero_shot",
+    "invert",
+    "load_collection",
+    "load_dataset",
+    "load_or_train",
     "IsoCLIP",
     "MissingWeightsError",
     "ModelBundle",
