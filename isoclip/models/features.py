@@ -72,7 +72,8 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 
 def _model_dtype(bundle: ModelBundle) -> torch.dtype:
-    return next(bundle.model.parameters()).dtype
+    dtype: torch.dtype = next(bundle.model.parameters()).dtype
+    return dtype
 
 
 def feature_key_material(bundle: ModelBundle, data_fingerprint: str, data_name: str,
