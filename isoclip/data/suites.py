@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from isoclip.common.types import check_modality
+from isoclip.common.types import Modality, check_modality
 from isoclip.data.base import ImageDataset, TextDataset
-from isoclip.data.paper_datasets import Modality, RetrievalData
+from isoclip.data.paper_datasets import RetrievalData
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 
