@@ -165,6 +165,11 @@ def test_run_regime_on_a_tiny_configuration(isolated_cache, one_thread) -> None:
         {k: v for k, v in b.items() if k != "eval_seconds"}
     fixed = run_regime(TINY_WORLD, replace(TINY_TRAIN, temperature=0.01), stride=8)
     assert fixed["final_temperature"] == pytest.approx(0.01)
+    # the default data mode stays out of the row (committed rows predate it); a stream run
+    # records it and trains another model
+    assert "data" not in a["train"]
+    stream = run_regime(TINY_WORLD, replace(TINY_TRAIN, data="stream"), stride=8)
+    assert stream["train"]["data"] == "stream" and stream["final_loss"] != a["final_loss"]
 
 
 def test_run_regime_argument_errors() -> None:
