@@ -117,9 +117,10 @@ class ImageDataset:
         # an empty list has no dtype to blame (numpy reads [] as float64): an empty split is fine
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
-        if n and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+        n_names = len(self.class_names or [])
+        if n and (labels.min() < 0 or labels.max() >= n_names):
             raise ValueError(
-                f"labels: expected values in [0, {len(self.class_names)}) "
+                f"labels: expected values in [0, {n_names}) "
                 f"(len(class_names)), got range [{labels.min()}, {labels.max()}]"
             )
         object.__setattr__(self, "labels", labels.astype(np.int64))
@@ -208,11 +209,11 @@ class ImageDataset:
             _hash_update_array(h, self.labels)
         for c in self.class_names or []:
             h.update(c.encode() + b"\0")
-        for c in self.captions or []:
-            if isinstance(c, str):
-                h.update(c.encode() + b"\0")
+        for cap in self.captions or []:
+            if isinstance(cap, str):
+                h.update(cap.encode() + b"\0")
             else:  # several captions of one image: a group marker keeps the grouping
-                h.update(b"\x1e" + b"\0".join(t.encode() for t in c) + b"\x1e\0")
+                h.update(b"\x1e" + b"\0".join(t.encode() for t in cap) + b"\x1e\0")
         fp = h.hexdigest()
         self._fingerprint.append(fp)
         return fp

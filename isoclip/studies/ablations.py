@@ -138,7 +138,7 @@ def ablation_study(bundle: ModelBundle, world: SyntheticWorld, *, image_band: An
     return pd.concat([
         ablation_metrics(P, f.query_images, f.gallery_images, ql, gl, image_band, "image",
                          seeds=seeds, eps=eps),
-        ablation_metrics(P, f.text_query, f.text_gallery, tql, tgl, text_band, "text",
+        ablation_metrics(P, *f.text_task(), tql, tgl, text_band, "text",
                          seeds=seeds, eps=eps),
     ], ignore_index=True)
 

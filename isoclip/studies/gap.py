@@ -225,8 +225,9 @@ def variant_metrics(bundle: ModelBundle, world: SyntheticWorld, *, band_method: 
         pairs = {"i2i": ((f.query_images, f.gallery_images),
                          (iso.project_image(pre.query_images),
                           iso.project_image(pre.gallery_images)), ql, gl),
-                 "t2t": ((f.text_query, f.text_gallery),
-                         (iso.project_text(pre.text_query), iso.project_text(pre.text_gallery)),
+                 "t2t": (f.text_task(),
+                         (iso.project_text(pre.text_task()[0]),
+                          iso.project_text(pre.text_task()[1])),
                          tql, tgl)}
     for task, (clip_qg, iso_qg, a, b) in pairs.items():
         iso_row = compare_retrieval({"CLIP": clip_qg, "IsoCLIP": iso_qg}, a, b,

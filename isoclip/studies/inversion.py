@@ -379,6 +379,8 @@ def inversion_study(
     """
     f = world_features(bundle, world, "projected")
     pre = world_features(bundle, world, "preproj")
+    f_tq, f_tg = f.text_task()
+    pre_tq, pre_tg = pre.text_task()
     P = get_projectors(bundle.model)
     r = min(P.d_i, P.d_t)
     image_band = image_band or paper_scaled_band(r, task="image")
@@ -394,7 +396,7 @@ def inversion_study(
         return sorted({int(k) for k in wanted if 0 <= int(k) <= steps} | {steps})
 
     oti_targets = f.query_images[si]
-    ovi_targets = f.text_query[st]
+    ovi_targets = f_tq[st]
     oti_run = invert(bundle, oti_targets, "OTI", steps=oti_steps,
                      snapshot_steps=snaps(oti_snapshots, oti_steps), num_pseudo=num_pseudo_tokens,
                      seed=seed, batch_size=batch_size, num_threads=num_threads, cache=cache,
@@ -407,8 +409,8 @@ def inversion_study(
     with torch.no_grad():
         iso_qi = iso_i.project_image(pre.query_images.to(P.dtype)).float()
         iso_gi = iso_i.project_image(pre.gallery_images.to(P.dtype)).float()
-        iso_qt = iso_t.project_text(pre.text_query.to(P.dtype)).float()
-        iso_gt = iso_t.project_text(pre.text_gallery.to(P.dtype)).float()
+        iso_qt = iso_t.project_text(pre_tq.to(P.dtype)).float()
+        iso_gt = iso_t.project_text(pre_tg.to(P.dtype)).float()
 
     ii, tt = "image→image", "text→text"
     rows = [
@@ -416,20 +418,20 @@ def inversion_study(
         _row(ii, "OTI", "inter-modal (OTI text feature vs images)", oti_run.features,
              f.gallery_images, qi_lab[si], gi_lab),
         _row(ii, "IsoCLIP", "intra-modal, band-filtered", iso_qi[si], iso_gi, qi_lab[si], gi_lab),
-        _row(tt, "CLIP", "intra-modal", f.text_query[st], f.text_gallery, qt_lab[st], gt_lab),
+        _row(tt, "CLIP", "intra-modal", f_tq[st], f_tg, qt_lab[st], gt_lab),
         _row(tt, "OVI", "inter-modal (OVI image feature vs texts)", ovi_run.features,
-             f.text_gallery, qt_lab[st], gt_lab),
+             f_tg, qt_lab[st], gt_lab),
         _row(tt, "IsoCLIP", "intra-modal, band-filtered", iso_qt[st], iso_gt, qt_lab[st], gt_lab),
     ]
     full = [
         _row(ii, "CLIP", "intra-modal", f.query_images, f.gallery_images, qi_lab, gi_lab),
         _row(ii, "IsoCLIP", "intra-modal, band-filtered", iso_qi, iso_gi, qi_lab, gi_lab),
-        _row(tt, "CLIP", "intra-modal", f.text_query, f.text_gallery, qt_lab, gt_lab),
+        _row(tt, "CLIP", "intra-modal", f_tq, f_tg, qt_lab, gt_lab),
         _row(tt, "IsoCLIP", "intra-modal, band-filtered", iso_qt, iso_gt, qt_lab, gt_lab),
     ]
     curves = pd.concat([
         snapshot_curve(oti_run, oti_targets, f.gallery_images, qi_lab[si], gi_lab),
-        snapshot_curve(ovi_run, ovi_targets, f.text_gallery, qt_lab[st], gt_lab),
+        snapshot_curve(ovi_run, ovi_targets, f_tg, qt_lab[st], gt_lab),
     ], ignore_index=True)
 
     prompts = getattr(world, "prompts", None)
@@ -445,20 +447,21 @@ def inversion_study(
     def ap(q: Tensor, g: Tensor, ql: Tensor, gl: Tensor) -> Tensor:
         return 100.0 * query_metrics(q, g, ql, gl)["mAP"]
 
-    def correct(x: Tensor) -> Tensor:
-        logits = F.normalize(x.float(), dim=-1) @ F.normalize(weights.float(), dim=-1).T
+    def correct(x: Tensor, w: Tensor) -> Tensor:
+        logits = F.normalize(x.float(), dim=-1) @ F.normalize(w.float(), dim=-1).T
         return 100.0 * (logits.argmax(1) == z_lab).double()
 
     base_i = ap(f.query_images[si], f.gallery_images, qi_lab[si], gi_lab)
-    base_t = ap(f.text_query[st], f.text_gallery, qt_lab[st], gt_lab)
+    base_t = ap(f_tq[st], f_tg, qt_lab[st], gt_lab)
     pairs = {
         "img_OTI": (base_i, ap(oti_run.features, f.gallery_images, qi_lab[si], gi_lab)),
         "img_IsoCLIP": (base_i, ap(iso_qi[si], iso_gi, qi_lab[si], gi_lab)),
-        "txt_OVI": (base_t, ap(ovi_run.features, f.text_gallery, qt_lab[st], gt_lab)),
+        "txt_OVI": (base_t, ap(ovi_run.features, f_tg, qt_lab[st], gt_lab)),
         "txt_IsoCLIP": (base_t, ap(iso_qt[st], iso_gt, qt_lab[st], gt_lab)),
     }
     if weights is not None:
-        pairs["zero_shot_OTI"] = (correct(oti_targets), correct(oti_run.features))
+        pairs["zero_shot_OTI"] = (correct(oti_targets, weights),
+                                 correct(oti_run.features, weights))
     deltas = pd.DataFrame([{"key": k, **paired_bootstrap(a, b, n_boot=n_boot, seed=subset_seed)}
                            for k, (a, b) in pairs.items()])
     return InversionStudy(retrieval=pd.DataFrame(rows), full_queries=pd.DataFrame(full),

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from isoclip.baselines.whitening import mean_center
-from isoclip.common.types import check_modality
+from isoclip.common.types import Modality, check_modality
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.stream import train_stream
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
@@ -204,7 +204,7 @@ def _resolve_groups(query_groups: Any, gallery_groups: Any, n_query: int, n_gall
 
 
 def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: np.ndarray,
-                  gallery_labels: np.ndarray, modality: str, k_top_values: list[int],
+                  gallery_labels: np.ndarray, modality: Modality, k_top_values: list[int],
                   k_bottom_values: list[int], *, dec: SVD,
                   query_groups: np.ndarray | None = None,
                   gallery_groups: np.ndarray | None = None,
@@ -234,7 +234,8 @@ def grouped_sweep(P: Projectors, query: Tensor, gallery: Tensor, query_labels: n
         if n == 0:
             continue
         df = sweep_bands(P, query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)],
-                         query_labels[qi], gallery_labels[gi], modality, k_top_values,
+                         torch.as_tensor(query_labels[qi]), torch.as_tensor(gallery_labels[gi]),
+                         modality, k_top_values,
                          k_bottom_values, same_split=same_split, dec=dec, dtype=torch.float32)
         parts.append(df.assign(n=n))
     if not parts:
@@ -257,7 +258,7 @@ def _n_with_relevant(ql: np.ndarray, gl: np.ndarray, same_split: bool) -> int:
 
 
 def grouped_band_ap(P: Projectors, query: Tensor, gallery: Tensor, query_labels: np.ndarray,
-                    gallery_labels: np.ndarray, modality: str, bands: list[Band], *, dec: SVD,
+                    gallery_labels: np.ndarray, modality: Modality, bands: list[Band], *, dec: SVD,
                     query_groups: np.ndarray | None = None,
                     gallery_groups: np.ndarray | None = None,
                     same_split: bool = False) -> Tensor:
@@ -276,7 +277,7 @@ def grouped_band_ap(P: Projectors, query: Tensor, gallery: Tensor, query_labels:
         if _n_with_relevant(query_labels[qi], gallery_labels[gi], same_split) == 0:
             continue
         scorer = BandScorer(P, query[torch.as_tensor(qi)], gallery[torch.as_tensor(gi)],
-                            modality, dec, dtype=torch.float32)  # type: ignore[arg-type]
+                            modality, dec, dtype=torch.float32)
         ranker = FixedLabelRanker(query_labels[qi], gallery_labels[gi], same_split)
         rows = torch.as_tensor(qi)
         with torch.no_grad():
@@ -331,7 +332,7 @@ def grouped_query_ap(query: Tensor, gallery: Tensor, query_labels: np.ndarray,
 
 
 def domain_agreement_band(P: Projectors, image_preproj: Tensor, text_preproj: Tensor,
-                          groups: Any = None, modality: str = "image", *, stride: int = 2,
+                          groups: Any = None, modality: Modality = "image", *, stride: int = 2,
                           dec: SVD | None = None) -> tuple[Band, pd.DataFrame]:
     """The label-free agreement band (:func:`isoclip.selection.rules.agreement_sweep`) of a domain
     family: the band with the highest agreement averaged over the groups, each group scored
@@ -381,7 +382,7 @@ def domain_agreement_band(P: Projectors, image_preproj: Tensor, text_preproj: Te
 
 
 def band_metrics(P: Projectors, query: Tensor, gallery: Tensor, query_labels: Any,
-                 gallery_labels: Any, modality: str, *, stride: int = 2,
+                 gallery_labels: Any, modality: Modality, *, stride: int = 2,
                  auto_band: Band | None = None, dec: SVD | None = None,
                  query_groups: Any = None, gallery_groups: Any = None,
                  named_bands: Mapping[str, Band] | None = None,
@@ -561,11 +562,8 @@ def run_regime(world_cfg: WorldConfig | Any, train_cfg: TrainConfig, *, stride: 
         raise TypeError(f"train_cfg: expected a TrainConfig, got {type(train_cfg).__name__}")
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
-    world = make_world(world_cfg) if synthetic else world_cfg
-    if synthetic and train_cfg.data == "stream":
-        data = train_stream(world_cfg)
-    else:
-        data = world.train
+    world: Any = make_world(world_cfg) if synthetic else world_cfg
+    data: Any = train_stream(world_cfg) if synthetic and train_cfg.data == "stream" else world.train
     trained = load_or_train(data, train_cfg, progress=progress, cache=cache)
     t0 = time.perf_counter()
     result = _evaluate(trained.bundle, world, stride, oti, domains)
@@ -669,10 +667,11 @@ def _evaluate(bundle: Any, world: SyntheticWorld | Any, stride: int, oti: bool =
     out: dict[str, Any] = {k: sanity[k] for k in ("zero_shot_acc", "i2t_mAP", "t2i_mAP", "gap",
                                                   "true_pair_cos", "cone_image", "cone_text")}
     out.update(rank=rank, **flat, auto_band=[auto.k_top, auto.k_bottom], sweep_stride=stride)
-    tasks = [("i2i", "image", f.query_images, f.gallery_images, world.query.labels,
-              world.gallery.labels)]
+    tasks: list[tuple[str, Modality, Tensor, Tensor, Any, Any]] = [
+        ("i2i", "image", f.query_images, f.gallery_images, world.query.labels,
+         world.gallery.labels)]
     if f.text_query is not None:
-        tasks.append(("t2t", "text", f.text_query, f.text_gallery, world.text_query.labels,
+        tasks.append(("t2t", "text", *f.text_task(), world.text_query.labels,
                       world.text_gallery.labels))
     calib_idx = calibration_indices(len(world.train), min(CALIBRATION_PAIRS, len(world.train)))
     ci, ct = calibration_pairs(bundle, world, n=len(calib_idx))
@@ -842,7 +841,7 @@ def verify_rerun(runs: pd.DataFrame, run: str, stride: int = 2,
 
 
 def direction_factor_share(P: Projectors, features: Tensor, factors: Mapping[str, Any],
-                           modality: str = "image", dec: SVD | None = None) -> pd.DataFrame:
+                           modality: Modality = "image", dec: SVD | None = None) -> pd.DataFrame:
     """How much of each singular direction of Psi a factor of the data explains.
 
     For direction j (column j of U for images, of V for texts) the coordinates
@@ -1032,7 +1031,7 @@ def _shape_domain_summary(runs: pd.DataFrame, shape_gain: pd.Series, min_gain: f
 
 
 def mean_pair_cosine(P: Projectors, features: Tensor, band: Band | None, groups: Any = None,
-                     modality: str = "image", dec: SVD | None = None) -> float:
+                     modality: Modality = "image", dec: SVD | None = None) -> float:
     """Mean cosine over the pairs of distinct items (of the same group, if ``groups``) of the
     band embeddings of ``features`` (None: the model's own projection). The paper reports
     that Psi's top band gives CUB image pairs similarities of 0.9-0.95 (IsoCLIP's band-analysis

@@ -48,8 +48,8 @@ def intra_modal_retrieval_study(bundle: ModelBundle, world: SyntheticWorld | Any
         ("image→image", "OTI", study.oti.features, study.image_subset, f.query_images,
          f.gallery_images, pre.query_images, pre.gallery_images, world.query.labels,
          world.gallery.labels, image_bands, "image"),
-        ("text→text", "OVI", study.ovi.features, study.text_subset, f.text_query,
-         f.text_gallery, pre.text_query, pre.text_gallery, world.text_query.labels,
+        ("text→text", "OVI", study.ovi.features, study.text_subset, *f.text_task(),
+         *pre.text_task(), world.text_query.labels,
          world.text_gallery.labels, text_bands, "text"),
     )
     out = []

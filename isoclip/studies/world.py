@@ -54,6 +54,17 @@ class WorldFeatures:
     text_gallery: Tensor | None
     kind: FeatureKind
 
+    def text_task(self) -> tuple[Tensor, Tensor]:
+        """``(text_query, text_gallery)`` [Tq, D], [Tg, D].
+
+        Raises:
+            ValueError: the collection has no text→text task (no held-out caption splits).
+        """
+        if self.text_query is None or self.text_gallery is None:
+            raise ValueError("this collection has no text→text task (no held-out caption "
+                             "query / gallery splits)")
+        return self.text_query, self.text_gallery
+
 
 def world_features(bundle: ModelBundle, world: EvalData, kind: FeatureKind = "projected",
                    *, progress: bool = False) -> WorldFeatures:
@@ -129,8 +140,9 @@ def sanity_metrics(bundle: ModelBundle, world: EvalData) -> dict[str, float]:
     i2t = evaluate(f.query_images, f.gallery_captions, ql, gl)
     t2i = evaluate(f.query_captions, f.gallery_images, ql, gl)
     i2i = evaluate(f.query_images, f.gallery_images, ql, gl)
-    t2t = nan if f.text_query is None else evaluate(
-        f.text_query, f.text_gallery, world.text_query.labels, world.text_gallery.labels)["mAP"]
+    t2t = nan
+    if f.text_query is not None and world.text_query is not None and world.text_gallery is not None:
+        t2t = evaluate(*f.text_task(), world.text_query.labels, world.text_gallery.labels)["mAP"]
     g = gap_report(f.gallery_images, f.gallery_captions)
     return {
         "zero_shot_acc": zero_shot,
