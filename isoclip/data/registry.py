@@ -323,7 +323,8 @@ def load_collection(name: str, data_root: str | os.PathLike[str] | None = None,
         raise TypeError(f"dataset {name!r}: not an image set")
     txt = load_dataset(name, "text", data_root, **config) if suites.is_embedded(name) else None
     prompts, zs = None, None
-    if suites.is_embedded(name) and suites.embedded_set(name, **config).family == "emoji":
+    if suites.is_embedded(name) and suites.embedded_set(
+            name, **config).family == "emoji":  # type: ignore[arg-type]  # world= / emoji=
         from isoclip.data import emoji as em
 
         data = em.load_emoji(config.get("emoji"))  # type: ignore[arg-type]

@@ -252,8 +252,10 @@ def load_embedded_set(name: str, modality: Modality = "image", *,
 # the synthetic family
 
 
-def _slice_rows(world: SyntheticWorld, labels: np.ndarray, facet: str, value: str
+def _slice_rows(world: SyntheticWorld, labels: np.ndarray | None, facet: str, value: str
                 ) -> np.ndarray:
+    if labels is None:
+        raise ValueError(f"a {facet} slice needs the class of every item (labels is None)")
     factor = _SYNTHETIC_FACETS[facet][0]
     keep = np.array([c[factor] == value for c in world.classes])
     return np.flatnonzero(keep[np.asarray(labels)])

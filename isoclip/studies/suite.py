@@ -648,15 +648,17 @@ def retrieval_examples_figure(query: ImageDataset, gallery: ImageDataset,
             ax.set_axis_off()
             if j == 0:
                 ax.imshow(query.image(int(qrow)))
+                cap = query.captions[int(qrow)] if query.captions else ""
                 text = caption_of(int(qrow)) if caption_of else (
-                    query.captions[int(qrow)] if query.captions else "")
+                    cap if isinstance(cap, str) else cap[0])
                 ax.set_title(_short(text, 18), fontsize=9, loc="left")
             for c in range(1, ncols):
                 axes[r, c].set_axis_off()
             for t, grow in enumerate(tops[m][i].tolist()):
                 ax = axes[r, 1 + t]
                 ax.imshow(gallery.image(int(grow)))
-                ok = int(gallery.labels[grow]) == int(query.labels[qrow])
+                ok = (gallery.labels is not None and query.labels is not None
+                      and int(gallery.labels[grow]) == int(query.labels[qrow]))
                 ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False,
                                        lw=3, edgecolor="#2ca02c" if ok else "#d62728"))
             axes[r, 1].text(-0.12, 0.5, m, transform=axes[r, 1].transAxes, rotation=90,
@@ -749,5 +751,7 @@ def example_retrievals_figure(study: SuiteStudy, name: str, *, n: int = 4, k: in
         def caption_of(i: int) -> str:
             return em.emoji[int(em.emoji_of["query"][whole_rows[i]])].name
 
+    if not isinstance(data.query, ImageDataset) or not isinstance(data.gallery, ImageDataset):
+        raise TypeError(f"dataset {name!r}: example retrievals need an image set")
     return retrieval_examples_figure(data.query, data.gallery, queries, tops,
                                      caption_of=caption_of)
