@@ -55,7 +55,6 @@ __all__ = [
     "RetrievalData",
     "TextDataset",
     "TrainConfig",
-    # drop-in IsoCLIP for any open_clip model
     "apply",
     "cosine_decomposition",
     "datasets_list",
