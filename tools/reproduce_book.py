@@ -41,6 +41,9 @@ def main(folder: str, params: str, data_root: str) -> int:
     sphinx["local_extensions"] = {name: str(ROOT / path) for name, path
                                   in (sphinx.get("local_extensions") or {}).items()}
     sphinx["config"]["chapter_sources_dir"] = str(ROOT / "notebooks")
+    # chapters link to chapters this partial book leaves out: those links render as text
+    sphinx["config"]["suppress_warnings"] = sorted(
+        set(sphinx["config"].get("suppress_warnings") or []) | {"ref.ref", "ref.numref"})
     if "bibtex_bibfiles" in sphinx["config"]:
         sphinx["config"]["bibtex_bibfiles"] = [str(ROOT / f)
                                                for f in sphinx["config"]["bibtex_bibfiles"]]
@@ -52,7 +55,7 @@ def main(folder: str, params: str, data_root: str) -> int:
     (out / "book").mkdir(exist_ok=True)
     for name in ("notation.md", "bibliography.md", "references.bib"):
         shutil.copy2(ROOT / "book" / name, out / "book" / name)
-    toc = {"format": "jb-book", "root": "intro",
+    toc = {"format": "jb-book", "root": "intro", "options": {"numbered": True},
            "chapters": ([{"file": "book/notation"}]
                         + [{"file": f"executed/{p.stem}"} for p in executed]
                         + [{"file": "book/bibliography"}])}
