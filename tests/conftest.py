@@ -63,3 +63,15 @@ def tiny():
     from isoclip.models.loading import load_model
 
     return load_model("isoclip-tiny-vit", seed=0)
+
+
+@pytest.fixture(scope="session")
+def image_targets():
+    """``image_targets(bundle, n, seed)``: image features [n, d] of ``n`` seeded random images
+    (inversion targets for tests)."""
+    def make(bundle, n: int, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 3, bundle.image_size, bundle.image_size, generator=gen)
+        with torch.no_grad():
+            return bundle.model.encode_image(x)
+    return make

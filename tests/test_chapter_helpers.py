@@ -41,12 +41,6 @@ TINY_WORLD = WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def image_targets(bundle: ModelBundle, n: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, bundle.image_size, bundle.image_size, generator=gen)
-    with torch.no_grad():
-        return bundle.model.encode_image(x)
-
 
 def text_targets(bundle: ModelBundle, n: int) -> torch.Tensor:
     with torch.no_grad():
@@ -84,8 +78,8 @@ def test_balanced_subset_bad_input(per_class) -> None:
 # ---------------------------------------------------------------------------------------------
 # invert
 
-def test_invert_oti_matches_chunked_official_loop_and_caches(tiny, isolated_cache) -> None:
-    targets = image_targets(tiny, 5)
+def test_invert_oti_matches_chunked_official_loop_and_caches(image_targets, tiny, isolated_cache) -> None:
+    targets = image_targets(tiny, 5, 1)
     res = invert(tiny, targets, "OTI", steps=3, snapshot_steps=(0, 3), batch_size=2)
     assert not res.from_cache
     assert res.features.shape == (5, 64) and res.losses.shape == (3,)
@@ -110,7 +104,7 @@ def test_invert_oti_matches_chunked_official_loop_and_caches(tiny, isolated_cach
     assert torch.get_num_threads() == 1
 
 
-def test_invert_ovi_and_key_material(tiny, isolated_cache) -> None:
+def test_invert_ovi_and_key_material(image_targets, tiny, isolated_cache) -> None:
     targets = text_targets(tiny, 3)
     res = invert(tiny, targets, "OVI", steps=2, snapshot_steps=(1,), cache=False)
     ref = ovi(tiny.model, targets, steps=2, seed=42, progress=False)
@@ -123,11 +117,11 @@ def test_invert_ovi_and_key_material(tiny, isolated_cache) -> None:
     assert key["model"] == tiny.fingerprint and len(key["inversion_code"]) == 64
     assert inversion_key_material(tiny, targets + 1e-3, hp)["targets"] != key["targets"]
     assert "template" not in hp  # OVI has no template
-    assert invert(tiny, image_targets(tiny, 1), "OTI", steps=0, cache=False).hparams["template"]
+    assert invert(tiny, image_targets(tiny, 1, 1), "OTI", steps=0, cache=False).hparams["template"]
 
 
-def test_invert_defaults_and_bad_input(tiny) -> None:
-    targets = image_targets(tiny, 1)
+def test_invert_defaults_and_bad_input(image_targets, tiny) -> None:
+    targets = image_targets(tiny, 1, 1)
     with pytest.raises(ValueError, match="method"):
         invert(tiny, targets, "XYZ", steps=1, cache=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="snapshot_steps"):
@@ -144,10 +138,10 @@ def test_invert_defaults_and_bad_input(tiny) -> None:
         tiny.model.eval()
 
 
-def test_snapshot_curve(tiny) -> None:
-    targets = image_targets(tiny, 4)
+def test_snapshot_curve(image_targets, tiny) -> None:
+    targets = image_targets(tiny, 4, 1)
     res = invert(tiny, targets, "OTI", steps=2, snapshot_steps=(2, 0, 1), cache=False)
-    gallery = image_targets(tiny, 6)
+    gallery = image_targets(tiny, 6, 1)
     curve = snapshot_curve(res, targets, gallery, [0, 0, 1, 1], [0, 1, 0, 1, 0, 1])
     assert list(curve.columns) == ["method", "step", "mAP", "R@1", "cos"]
     assert curve["step"].tolist() == [0, 1, 2] and (curve["method"] == "OTI").all()

@@ -24,7 +24,6 @@ from isoclip.common import dist
 from isoclip.data.fakes import make_fake_dataset
 from isoclip.data.registry import load_retrieval_dataset
 from isoclip.models.features import image_features, text_features
-from isoclip.models.loading import ModelBundle
 from isoclip.studies.dataset_inversion import (
     DEFAULT_QUERIES,
     check_queries,
@@ -38,12 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def image_targets(bundle: ModelBundle, n: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn(n, 3, bundle.image_size, bundle.image_size, generator=gen)
-    with torch.no_grad():
-        return bundle.model.encode_image(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,9 +109,9 @@ class Interrupt(RuntimeError):
     pass
 
 
-def test_interrupted_inversion_resumes_without_recomputing(tiny, isolated_cache,
+def test_interrupted_inversion_resumes_without_recomputing(image_targets, tiny, isolated_cache,
                                                            monkeypatch) -> None:
-    targets = image_targets(tiny, 7)  # 4 batches of 2, 2, 2, 1
+    targets = image_targets(tiny, 7, 3)  # 4 batches of 2, 2, 2, 1
     kw = {"steps": 3, "snapshot_steps": (0, 3), "batch_size": 2}
     reference = invert(tiny, targets, "OTI", cache=False, **kw)
 
