@@ -78,7 +78,8 @@ def test_balanced_subset_bad_input(per_class) -> None:
 # ---------------------------------------------------------------------------------------------
 # invert
 
-def test_invert_oti_matches_chunked_official_loop_and_caches(image_targets, tiny, isolated_cache) -> None:
+def test_invert_oti_matches_chunked_official_loop_and_caches(image_targets, tiny,
+                                                            isolated_cache) -> None:
     targets = image_targets(tiny, 5, 1)
     res = invert(tiny, targets, "OTI", steps=3, snapshot_steps=(0, 3), batch_size=2)
     assert not res.from_cache
