@@ -20,6 +20,8 @@ FAKE_DATA_ROOT ?= _build/fake-data
 MATHJAX_VERSION := 3.2.2
 # parallelism: `make models JOBS=n` (default: every core), `make test TEST_JOBS=n`
 JOBS ?=
+# notebooks executed at once by `make notebooks` (default: one per core; models load, never train)
+NOTEBOOK_JOBS ?= $(or $(JOBS),$(shell nproc 2>/dev/null || echo 1))
 TEST_JOBS ?= auto
 # emoji images and names of the emoji model (npm, fetched like MathJax; outside the repository)
 EMOJI_VERSION := 16.0.0
@@ -79,7 +81,7 @@ models: $(STAMP) $(EMOJI_DATA) ## Train the book's missing models in parallel (J
 
 # the default set only loads models (`make models` first); other sets may train in the notebook
 notebooks: $(STAMP) $(EMOJI_DATA) $(if $(filter default,$(PARAMS)),models) ## Execute every notebook with papermill (PARAMS=default)
-	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --params "$$PARAMS" --out "$(NOTEBOOKS_OUT)" $(if $(DATA_ROOT),--set "data_root=$$DATA_ROOT")
+	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --jobs $(NOTEBOOK_JOBS) --params "$$PARAMS" --out "$(NOTEBOOKS_OUT)" $(if $(DATA_ROOT),--set "data_root=$$DATA_ROOT")
 
 book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebooks (embedded default)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going

@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,19 +85,23 @@ def _parse_value(text: str) -> Any:
 
 def run(params: str = "default", out: str | Path = "executed", only: list[str] | None = None,
         overrides: dict[str, Any] | None = None, kernel: str = "python3",
-        train_missing: bool = False) -> list[Path]:
-    """Execute the selected notebooks; returns the written paths.
+        train_missing: bool = False, jobs: int = 1) -> list[Path]:
+    """Execute the selected notebooks; returns the written paths (in chapter order).
 
     The notebooks only load trained models (``make models`` trains them beforehand, see
     :mod:`isoclip.studies.manifest`): a chapter that needs a model missing from the cache
     fails with a message naming it, unless ``train_missing`` lets it train the model itself.
+
+    ``jobs`` notebooks run at once, each in its own kernel process; the chapters share nothing
+    but the cache, whose entries are built once under a per-key lock whichever chapter asks
+    first (:func:`isoclip.common.cache.cached`), so the executed notebooks do not depend on
+    ``jobs``. The longest chapters of the previous run in ``out`` start first
+    (``<out>/.durations.json``), which keeps the slowest chapter from starting last. A
+    failing notebook stops the run: the others that already started finish, none is started
+    after it, and its error is raised.
     """
-    import jupytext
-    import nbformat
-    import papermill as pm
-
-    from isoclip.training.trainer import MODELS_ONLY_ENV
-
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs: expected a positive int (notebooks run at once), got {jobs!r}")
     # every notebook's parameters are checked before the first one runs
     plan = check_parameters(params, only, overrides)
     # Figures must be rendered into the notebook (image/png outputs): a non-inline backend
@@ -104,29 +109,96 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     out_dir = Path(out).absolute()  # relative to the current directory
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    with tempfile.TemporaryDirectory(prefix="isoclip-notebooks-") as tmp:
-        for src in notebook_paths(only):
-            nb = jupytext.read(src)
-            src_ipynb = Path(tmp) / f"{src.stem}.ipynb"
-            _write_tmp(nb, src_ipynb)
-            injected = plan[src.stem]
-            dest = out_dir / f"{src.stem}.ipynb"
-            t0 = time.perf_counter()
-            print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
-            with _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # the kernel's
-                pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected,
-                                    kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
-            executed = nbformat.read(dest, as_version=4)
-            for cell in executed.cells:
-                tags = cell.get("metadata", {}).get("tags", [])
-                if "injected-parameters" in tags and "remove-cell" not in tags:
-                    tags.append("remove-cell")
-            nbformat.write(executed, dest)
-            print(f"[notebooks] {src.stem} done in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
-            written.append(dest)
-    return written
+    sources = notebook_paths(only)
+    durations_file = out_dir / ".durations.json"
+    durations = _read_durations(durations_file)
+    order = sorted(sources, key=lambda src: -durations.get(src.stem, 0.0))
+
+    from isoclip.training.trainer import MODELS_ONLY_ENV
+
+    with tempfile.TemporaryDirectory(prefix="isoclip-notebooks-") as tmp, \
+            _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # read by the kernels
+        stop = threading.Event()  # set by the first failure: nothing starts after it
+
+        def execute(src: Path) -> float | None:
+            if stop.is_set():
+                return None
+            try:
+                return _execute_one(src, plan[src.stem], out_dir, Path(tmp), kernel)
+            except BaseException:
+                stop.set()
+                raise
+
+        if jobs == 1:
+            for src in order:
+                durations[src.stem] = _execute_one(src, plan[src.stem], out_dir, Path(tmp),
+                                                   kernel)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = {src: pool.submit(execute, src) for src in order}
+            errors = [e for e in (f.exception() for f in futures.values()) if e is not None]
+            for src, f in futures.items():
+                seconds = None if f.exception() is not None else f.result()
+                if seconds is not None:
+                    durations[src.stem] = seconds
+            if errors:
+                _write_durations(durations_file, durations)
+                raise errors[0]
+    _write_durations(durations_file, durations)
+    return [out_dir / f"{src.stem}.ipynb" for src in sources]
+
+
+def _execute_one(src: Path, injected: dict[str, Any], out_dir: Path, tmp: Path,
+                 kernel: str) -> float:
+    """Execute notebook ``src`` with parameters ``injected`` into ``out_dir``; returns the
+    wall time in seconds."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    nb = jupytext.read(src)
+    src_ipynb = tmp / f"{src.stem}.ipynb"
+    _write_tmp(nb, src_ipynb)
+    dest = out_dir / f"{src.stem}.ipynb"
+    t0 = time.perf_counter()
+    print(f"[notebooks] {src.stem} {injected or ''}", flush=True)
+    pm.execute_notebook(str(src_ipynb), str(dest), parameters=injected,
+                        kernel_name=kernel, cwd=str(ROOT), progress_bar=False)
+    executed = nbformat.read(dest, as_version=4)
+    for cell in executed.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(executed, dest)
+    seconds = time.perf_counter() - t0
+    print(f"[notebooks] {src.stem} done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def _read_durations(path: Path) -> dict[str, float]:
+    """Chapter -> seconds of the previous run (empty when absent or unreadable)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
+
+
+def _write_durations(path: Path, durations: dict[str, float]) -> None:
+    import json
+
+    from isoclip.common.cache import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, json.dumps(durations, indent=1, sort_keys=True).encode())
+    except OSError:
+        pass  # only a scheduling hint
 
 
 @contextlib.contextmanager
@@ -443,9 +515,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-missing", action="store_true",
                     help="let a notebook train a model missing from the cache (default: only "
                          "load; `make models` trains the book's models)")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("ISOCLIP_NOTEBOOK_JOBS", "1")),
+                    help="notebooks executed at once, each in its own kernel (default 1, or "
+                         "$ISOCLIP_NOTEBOOK_JOBS; `make notebooks` uses one per core)")
     ap.add_argument("--check", action="store_true",
                     help="validate the parameters of the selected notebooks, run nothing")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: expected a positive number of notebooks run at once")
     overrides = {}
     for item in args.set:
         if "=" not in item:
@@ -456,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = check_parameters(args.params, args.only, overrides)
         print(f"[notebooks] parameters valid: {', '.join(plan)}", flush=True)
         return 0
-    run(args.params, args.out, args.only, overrides, train_missing=args.train_missing)
+    run(args.params, args.out, args.only, overrides, train_missing=args.train_missing,
+        jobs=args.jobs)
     return 0
 
 
