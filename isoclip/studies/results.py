@@ -7,7 +7,9 @@ Python versions, device name). :func:`load_results` reads every file under a roo
 validated; :func:`dataset_table` lays one file out as the paper does (rows = datasets plus
 the average, columns = methods, and IsoCLIP − CLIP), and :func:`paper_averages` finds the
 papers' reported averages for the same backbone (:mod:`isoclip.studies.reference`). The
-book's "Results on real models" page renders every file present.
+book's "Results on real models" page renders every file present: :func:`result_summary`
+lists the files, :func:`result_tables` lays out each file's tables with the papers' averages
+beside them, :func:`average_bars` / :func:`average_figure` draw the average-mAP bars.
 
 Where files go: ``root`` if given, else ``$ISOCLIP_RESULTS``, else ``results/`` in the
 working directory (the repository root when the notebooks run through
@@ -34,16 +36,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 from isoclip.common.cache import atomic_write_bytes
 
-__all__ = ["BACKBONE_LABELS", "METHOD_ORDER", "OPTIONAL_ROW_FIELDS", "RESULT_SCHEMA",
-           "ROW_FIELDS", "ResultFile", "backbone_label", "dataset_table", "device_name",
-           "load_results", "paper_averages", "results_root", "run_environment", "write_result"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["BACKBONE_LABELS", "HEADLINE_CHAPTER", "METHOD_ORDER", "OPTIONAL_ROW_FIELDS",
+           "RESULT_SCHEMA", "ROW_FIELDS", "TASK_TITLES", "ResultFile", "ResultTable",
+           "average_bars", "average_figure", "backbone_label", "dataset_table", "device_name",
+           "load_results", "paper_averages", "result_summary", "result_tables", "results_root",
+           "run_environment", "write_result"]
 
 #: Version of the file format; :func:`load_results` refuses other versions.
 RESULT_SCHEMA = 1
@@ -242,17 +249,27 @@ def _read(path: Path) -> ResultFile:
     return ResultFile(path=path, meta=meta, rows=rows)
 
 
-def load_results(root: str | os.PathLike[str] | None = None) -> list[ResultFile]:
+def load_results(root: str | os.PathLike[str] | None = None,
+                 params: str | Sequence[str] | None = None) -> list[ResultFile]:
     """Every ``<params>/<chapter>.json`` under ``root`` (:func:`results_root`), sorted by path;
     an empty list when the folder does not exist.
 
+    Args:
+        root: the results folder.
+        params: only the files of this parameter set (or these sets); None: every set.
+
     Raises:
-        ValueError: a file that is not a valid result file (named in the message).
+        ValueError: a file that is not a valid result file (named in the message), or a
+            ``params`` name that is not a file-name-safe name.
     """
     base = results_root(root)
     if not base.is_dir():
         return []
-    return [_read(p) for p in sorted(base.glob("*/*.json"))]
+    wanted = [params] if isinstance(params, str) else params
+    for name in wanted or ():
+        _check_name("params", name)
+    return [_read(p) for p in sorted(base.glob("*/*.json"))
+            if wanted is None or p.parent.name in wanted]
 
 
 def backbone_label(model: str, pretrained: str | None) -> str | None:
@@ -310,3 +327,164 @@ def paper_averages(ref: pd.DataFrame, model: str, pretrained: str | None, task: 
         return pd.DataFrame(columns=cols)
     sel = ref[(ref["backbone"] == label) & (ref["task"] == task) & (ref["metric"] == metric)]
     return sel[cols].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------- the "Results on real models" page
+
+#: Readable names of the tasks chapters write (any other task is shown under its own name);
+#: the page lists the tasks of a file in this order, then the others as they appear.
+TASK_TITLES: dict[str, str] = {"image-image": "image→image retrieval",
+                               "text-text": "text→text retrieval",
+                               "classification": "image classification"}
+#: The chapter whose tables are the paper's retrieval tables: the average bars of a run come
+#: from its file when the run has one.
+HEADLINE_CHAPTER = "07_intra_modal_retrieval"
+
+
+def result_summary(results: Sequence[ResultFile]) -> pd.DataFrame:
+    """One row per result file: parameter set, chapter, model, pretrained tag ("random init"
+    for None), device, torch and open_clip versions, creation time and the total of its wall
+    times in seconds (None when the file records none)."""
+    rows = []
+    for r in results:
+        env = r.meta.get("environment") or {}
+        walls = r.meta.get("wall_seconds") or {}
+        rows.append({"parameter set": r.meta["params"], "chapter": r.meta["chapter"],
+                     "model": r.meta["model"], "pretrained": r.meta["pretrained"] or "random init",
+                     "device": env.get("device"), "torch": env.get("torch"),
+                     "open_clip": env.get("open_clip"), "created": r.meta.get("created"),
+                     "wall time (s)": float(sum(walls.values())) if walls else None})
+    return pd.DataFrame(rows, columns=["parameter set", "chapter", "model", "pretrained",
+                                       "device", "torch", "open_clip", "created",
+                                       "wall time (s)"])
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    """One table of the page: one file's numbers for one task and metric.
+
+    Attributes:
+        result: the file.
+        task: e.g. ``"image-image"``.
+        metric: e.g. ``"mAP"``.
+        title: heading, e.g. ``"vit-b-32-openai: image→image retrieval, mAP"``.
+        caption: the metric and its unit, the model, the IsoCLIP band and what the last row
+            averages.
+        table: :func:`dataset_table` of the file.
+        paper: this run's averages beside the papers' reported averages for the same backbone
+            (rows = methods, columns ``"this run"`` then one per paper); empty when the papers
+            report none (other backbones, random init, other tasks).
+    """
+
+    result: ResultFile
+    task: str
+    metric: str
+    title: str
+    caption: str
+    table: pd.DataFrame
+    paper: pd.DataFrame
+
+
+def _unit(metric: str) -> str:
+    """``" (%)"`` unless the metric names its unit itself (``"latency (ms)"``)."""
+    return "" if "(" in metric else " (%)"
+
+
+def _paper_side(table: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    if paper.empty:
+        return pd.DataFrame()
+    side = paper.pivot_table(index="method", columns="paper", values="value", aggfunc="first")
+    side = side.loc[_method_order(side.index)]
+    average = table.iloc[-1]
+    side.insert(0, "this run", [average.get(m, math.nan) for m in side.index])
+    side.index.name = "method"
+    side.columns.name = None
+    return side
+
+
+def result_tables(results: Sequence[ResultFile], ref: pd.DataFrame) -> list[ResultTable]:
+    """Every table of the page: per file, per task (:data:`TASK_TITLES` order first) and per
+    metric (in the order the rows give them), :func:`dataset_table` with its caption and the
+    papers' averages beside (:func:`paper_averages`).
+
+    Args:
+        results: :func:`load_results`.
+        ref: :func:`isoclip.studies.reference.load_paper_numbers`.
+    """
+    out = []
+    for r in results:
+        tasks = list(dict.fromkeys(r.rows["task"]))
+        tasks = [t for t in TASK_TITLES if t in tasks] + [t for t in tasks if t not in TASK_TITLES]
+        pretrained = r.meta["pretrained"] or "random init"
+        for task in tasks:
+            title = TASK_TITLES.get(task, task)
+            for metric in dict.fromkeys(r.rows.loc[r.rows["task"] == task, "metric"]):
+                table = dataset_table(r, task, metric)
+                band = (r.meta.get("bands") or {}).get(task.split("-")[0])
+                caption = (f"{metric}{_unit(metric)} of {title} per dataset (query split → "
+                           f"gallery split of each dataset's protocol), {r.meta['model']} "
+                           f"({pretrained})"
+                           + (f", IsoCLIP band k_top = {band[0]}, k_bottom = {band[1]}"
+                              if band else "")
+                           + "; the last row averages the datasets marked for it")
+                paper = paper_averages(ref, r.meta["model"], r.meta["pretrained"], task, metric)
+                out.append(ResultTable(r, task, metric, f"{r.meta['params']}: {title}, {metric}",
+                                       caption, table, _paper_side(table, paper)))
+    return out
+
+
+def average_bars(tables: Sequence[ResultTable], metric: str = "mAP") -> pd.DataFrame:
+    """The bars of the average figure: per run (parameter set) and task, the average row of
+    its ``metric`` table (from :data:`HEADLINE_CHAPTER` when the run has that file, else from
+    the first file with the task), then the papers' averages for the same backbone.
+
+    Returns:
+        Columns ``run, task, method, source, value``; ``source`` is ``"this run"`` or
+        ``"<paper> paper"``. Empty when no table has ``metric``.
+    """
+    chosen: dict[tuple[str, str], ResultTable] = {}
+    for t in tables:
+        if t.metric != metric or t.table.empty:
+            continue
+        key = (t.result.meta["params"], t.task)
+        if key not in chosen or (t.result.meta["chapter"] == HEADLINE_CHAPTER
+                                 and chosen[key].result.meta["chapter"] != HEADLINE_CHAPTER):
+            chosen[key] = t
+    rows = []
+    for (run, task), t in chosen.items():
+        title = TASK_TITLES.get(task, task)
+        average = t.table.iloc[-1]
+        rows += [{"run": run, "task": title, "method": m, "source": "this run",
+                  "value": float(average[m])}
+                 for m in t.table.columns if not m.startswith("Δ") and pd.notna(average[m])]
+        for paper in t.paper.columns[1:]:
+            rows += [{"run": run, "task": title, "method": m, "source": f"{paper} paper",
+                      "value": float(v)} for m, v in t.paper[paper].items() if pd.notna(v)]
+    return pd.DataFrame(rows, columns=["run", "task", "method", "source", "value"])
+
+
+def average_figure(bars: pd.DataFrame, metric: str = "mAP") -> Figure:
+    """Grouped bars of :func:`average_bars`: one panel per task, one group per run and source,
+    one bar per method (OTI and OVI share a colour: they are the inversion baseline of the
+    image and the text side)."""
+    from isoclip.studies import plotting
+
+    if bars.empty:
+        raise ValueError("bars: expected at least one bar (average_bars found no table)")
+    panels = list(dict.fromkeys(bars["task"]))
+    fig, axes = plotting.page_figure(1, len(panels), squeeze=False)
+    handles: dict[str, Any] = {}
+    for ax, task in zip(axes[0], panels, strict=True):
+        d = bars[bars["task"] == task].copy()
+        d["bar"] = d["run"] + "\n" + d["source"]
+        d["method"] = d["method"].replace({"OTI": "OTI / OVI", "OVI": "OTI / OVI"})
+        plotting.bar_compare(d, x="bar", y="value", hue="method", ax=ax)
+        ax.set(title=f"{task}: average {metric}", xlabel="",
+               ylabel=f"average {metric}{_unit(metric)}")
+        ax.tick_params(axis="x", labelrotation=0 if d["bar"].nunique() <= 3 else 30)
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    plotting.legend_below(fig, list(handles.values()), list(handles))
+    return fig
