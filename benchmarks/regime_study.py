@@ -45,8 +45,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from isoclip.common.cache import atomic_write_bytes
-from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
 from isoclip.studies.regimes import run_regime
+from isoclip.training.embedded import DEFAULT_TRAIN, DEFAULT_WORLD
 from isoclip.training.trainer import TrainConfig
 
 OUT = Path(__file__).parent / "results" / "regime_study.json"
@@ -164,22 +164,30 @@ SCALE_ABOUT = {
     "distinct_pairs": "distinct training pairs seen up to step",
     "epochs": "step * batch_size / size of the fixed train split",
     "temperature": "tau at step (1 / exp(logit_scale))",
-    "train_seconds": "wall time of the whole run (all steps), nice 19, one torch thread, on "
-                     "2 cores shared with other jobs",
+    "train_seconds": "wall time of the whole run (all steps), one torch thread, on 2 cores "
+                     "shared with other jobs (the 800-step stream runs under heavy load, the "
+                     "longer runs on a core of their own)",
 }
 
 
-def data_scale(names: list[str], stride: int, out: Path) -> int:
-    """Run (or load) the data-scale runs ``names`` and merge their rows into ``out``."""
+def data_scale(names: list[str], stride: int, out: Path, final_only: bool = False) -> int:
+    """Run (or load) the data-scale runs ``names`` and merge their rows into ``out``
+    (``final_only``: evaluate each run's final step only; rows already in ``out`` are not
+    evaluated again). Training and evaluation use one torch thread."""
+    import torch
+
     from isoclip.studies.data_scale import DATA_SCALE_RUNS, kept_steps, run_data_scale
 
+    torch.set_num_threads(1)
     unknown = [n for n in names if n not in DATA_SCALE_RUNS]
     if unknown:
         raise SystemExit(f"--data-scale: unknown runs {unknown}; known: {list(DATA_SCALE_RUNS)}")
     rows = {}
     if out.exists():
         rows = {(r["run"], r["step"]): r for r in json.loads(out.read_text())["runs"]}
-    for name, step in [(n, s) for n in names for s in kept_steps(n)]:
+    todo = [(n, s) for n in names for s in kept_steps(n)
+            if (not final_only or s == DATA_SCALE_RUNS[n][1].steps) and (n, s) not in rows]
+    for name, step in todo:
         # last kept step first; the file is written after each evaluation
         t0 = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name} @ {step} ...", file=sys.stderr, flush=True)
@@ -208,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-scale", nargs="*", metavar="RUN",
                     help="run the data-scale axis instead (fixed vs streaming training; "
                          "default: all its runs) into --scale-out")
+    ap.add_argument("--final-only", action="store_true",
+                    help="--data-scale: evaluate only each run's final step")
     ap.add_argument("--scale-out", type=Path, default=SCALE_OUT,
                     help=f"JSON output of --data-scale (default {SCALE_OUT})")
     ap.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default {OUT})")
@@ -215,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_scale is not None:
         from isoclip.studies.data_scale import DATA_SCALE_RUNS
 
-        return data_scale(args.data_scale or list(DATA_SCALE_RUNS), args.stride, args.scale_out)
+        return data_scale(args.data_scale or list(DATA_SCALE_RUNS), args.stride, args.scale_out,
+                          args.final_only)
     if args.list:
         for name, (world, cfg) in RUNS.items():
             print(f"{name:24s} world={world:8s} model={cfg.model} tau={cfg.temperature} "

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # matplotlib is imported by the figure function only
     from matplotlib.figure import Figure
 
 __all__ = [
+    "DATA_SCALE_LONG",
     "DATA_SCALE_MIN_STEP",
     "DATA_SCALE_RUNS",
     "DATA_SCALE_STEPS",
@@ -47,6 +48,7 @@ __all__ = [
     "distinct_pairs",
     "kept_steps",
     "load_data_scale",
+    "picture_checks",
     "run_data_scale",
     "scale_train_config",
     "study_rows",
@@ -71,17 +73,34 @@ def scale_train_config(data: str, temperature: float | None, steps: int,
                    checkpoint_fracs=fracs)
 
 
-#: The runs (name -> (world name, training)): the book's recipe (800 steps of 256 pairs,
-#: weights kept at its default ``checkpoint_fracs``), learned τ and τ = 0.01, on the fixed
-#: set and on the stream. The two fixed runs are the regime study's ``rich-learned`` and
-#: ``rich-tau0.01`` models (the same configuration, so the same cache entry and weights).
-#: 800 steps is what the study's compute budget allowed (2 shared CPU cores, about 3.5 s
-#: per step under load); longer schedules are the next step of this axis.
+#: The runs (name -> (world name, training)): the book's recipe (batches of 256 pairs, weights
+#: kept at its default ``checkpoint_fracs``), learned τ and τ = 0.01, on the fixed set and on
+#: the stream. The 800-step runs (the book's length) carry no length in their name; the two
+#: fixed ones are the regime study's ``rich-learned`` and ``rich-tau0.01`` models (the same
+#: configuration, so the same cache entry and weights). Longer schedules are separate runs
+#: named ``<...>-<steps>`` (:data:`DATA_SCALE_LONG`): the cosine schedule depends on the total
+#: number of steps, so step 2,000 of a 5,000-step run is not the end of a 2,000-step run.
 DATA_SCALE_STEPS = 800
+#: The longer runs, in the order they are trained: (data, τ name, steps).
+DATA_SCALE_LONG: tuple[tuple[str, str, int], ...] = (
+    ("stream", "learned", 2000), ("stream", "learned", 5000),
+    ("stream", "tau0.01", 2000), ("stream", "tau0.01", 5000),
+    ("fixed", "learned", 2000), ("stream", "learned", 10000),
+)
+_TAUS: dict[str, float | None] = {"learned": None, "tau0.01": 0.01}
+
+
+def _run_name(data: str, tau_name: str, steps: int) -> str:
+    base = f"rich-{data}-{tau_name}"
+    return base if steps == DATA_SCALE_STEPS else f"{base}-{steps}"
+
+
 DATA_SCALE_RUNS: dict[str, tuple[str, TrainConfig]] = {
-    f"rich-{data}-{tau_name}": ("rich", replace(DEFAULT_TRAIN, data=data, temperature=tau,
-                                                steps=DATA_SCALE_STEPS))
-    for tau_name, tau in (("learned", None), ("tau0.01", 0.01)) for data in ("fixed", "stream")
+    _run_name(data, tau_name, steps): ("rich", replace(DEFAULT_TRAIN, data=data,
+                                                       temperature=_TAUS[tau_name], steps=steps))
+    for data, tau_name, steps in (
+        [(d, t, DATA_SCALE_STEPS) for t in _TAUS for d in ("fixed", "stream")]
+        + list(DATA_SCALE_LONG))
 }
 #: Kept steps evaluated (the earlier kept steps, 40 and 80, are still in warm-up).
 DATA_SCALE_MIN_STEP = 200
@@ -194,7 +213,8 @@ def load_data_scale(path: Any, study: pd.DataFrame | None = None
                     ) -> tuple[dict[str, str], pd.DataFrame]:
     """Read the data-scale results (``benchmarks/regime_study.py --data-scale``): the regime
     study's table (:func:`isoclip.studies.regimes.load_study`: gains per domain and band)
-    with ``steps`` set to the evaluated step, ``source`` (``"data-scale"`` or the regime-study
+    with ``steps`` set to the evaluated step, ``length`` (the run's total steps), ``final``
+    (``step == length``), ``source`` (``"data-scale"`` or the regime-study
     run a row comes from, see :func:`study_rows`) and ``clip_distance``
     (:func:`isoclip.studies.regimes.clip_likeness`).
 
@@ -212,6 +232,8 @@ def load_data_scale(path: Any, study: pd.DataFrame | None = None
         if extra:
             rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
     rows["step"] = rows["step"].astype(int)
+    rows["length"] = [int(t["steps"]) for t in rows["train"]]
+    rows["final"] = rows["step"] == rows["length"]
     rows["steps"] = rows["step"]
     order = {n: i for i, n in enumerate(DATA_SCALE_RUNS)}
     rows = rows.sort_values(["run", "step"], key=lambda c: c.map(order) if c.name == "run"
@@ -236,72 +258,144 @@ FINAL_COLUMNS = ("zero_shot_acc", "i2i_mAP", "i2i_gain_heldout", "i2i_in_shape_m
                  "temperature", "distinct_pairs", "epochs")
 
 
+#: The paper's picture on a row, as thresholds: Ψ's middle decays at most this fraction of
+#: the rate of its ends (``flatness_mid_ratio``; the paper's Fig. 2: steep ends, flat middle).
+FLAT_MIDDLE = 0.5
+
+
+def picture_checks(row: pd.Series, min_gain: float = 1.0) -> dict[str, bool]:
+    """The paper's picture on one row of :func:`load_data_scale`, within one shape (the
+    analogue of a fine-grained dataset), as four checks: ``flat`` (Ψ's middle decays at most
+    :data:`FLAT_MIDDLE` times the rate of its ends), ``top_band`` (the within-shape oracle band
+    removes top directions, k_top > 0), ``beats_clip`` (the held-out band gains ``min_gain``
+    mAP or more over CLIP) and ``beats_centred`` (it beats centring each shape on its own
+    gallery mean by ``min_gain`` or more)."""
+    iso = float(row["i2i_in_shape_gain_heldout"])
+    return {"flat": float(row["flatness_mid_ratio"]) <= FLAT_MIDDLE,
+            "top_band": int(row["i2i_in_shape_oracle_band"][0]) > 0,
+            "beats_clip": iso >= min_gain,
+            "beats_centred": iso - float(row["i2i_in_shape_gain_centred"]) >= min_gain}
+
+
+def _tau_name(cfg: TrainConfig) -> str:
+    return "learned" if cfg.temperature is None else f"tau{cfg.temperature:g}".replace(".", "")
+
+
+def _best_row_keys(sub: pd.DataFrame, pre: str, dom: str, min_gain: float) -> dict[str, Any]:
+    """The keys of :func:`data_scale_summary` for the row of ``sub`` with the best held-out
+    gain in domain ``dom`` (``""`` or ``"in_shape_"``), prefixed ``pre``."""
+    g = sub[f"i2i_{dom}gain_heldout"].astype(float)
+    r = sub.loc[g.idxmax()]
+    band = r[f"i2i_{dom}oracle_band"]
+    out: dict[str, Any] = {
+        f"{pre}_gain": float(g.max()), f"{pre}_run": r["run"], f"{pre}_step": int(r["step"]),
+        f"{pre}_length": int(r["length"]), f"{pre}_clip": float(r[f"i2i_{dom}mAP"]),
+        f"{pre}_band": str(tuple(band)), f"{pre}_zs": float(r["zero_shot_acc"]),
+        f"{pre}_gap": float(r["gap"]), f"{pre}_cone": float(r["cone_image"]),
+        f"{pre}_flat": float(r["flatness_mid_ratio"]), f"{pre}_k_top": int(band[0]),
+        f"{pre}_k_bottom": int(band[1]), f"{pre}_rank": int(r["rank"]),
+        f"{pre}_agree": float(r[f"i2i_{dom}gain_agree"]),
+        f"{pre}_centred": float(r[f"i2i_{dom}gain_centred"]),
+        f"{pre}_oti": float(r[f"oti_{dom}gain"]),
+        f"{pre}_distinct_pairs": int(r["distinct_pairs"])}
+    out[f"{pre}_top_phrase"] = (
+        "removes no top direction: it keeps the strongest directions and drops the "
+        "weakest" if out[f"{pre}_k_top"] == 0 else
+        f"removes {out[f'{pre}_k_top']} top directions, as the paper's band does")
+    checks = picture_checks(r, min_gain)
+    out[f"{pre}_n_checks"] = sum(checks.values())
+    return out
+
+
 def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, Any]:
     """Numbers the chapter states about the data-scale axis, by name.
 
     - ``<data>_best_zs`` and, for ``<dom>`` in ``whole`` / ``shape``, ``<data>_<dom>_gain``
-      (best held-out gain over the data mode's rows) with its ``_run``, ``_step``, ``_clip``
-      (CLIP's mAP), ``_band`` (oracle band, also as ``_k_top`` / ``_k_bottom`` of ``_rank``
-      directions, and ``_top_phrase`` in words) and that row's ``_zs``, ``_gap``, ``_cone``,
-      ``_flat``, ``_agree`` (agreement band's gain) and ``_oti`` (OTI's gain);
+      (best held-out gain over the data mode's rows, any run and kept step) with its
+      ``_run``, ``_step``, ``_length`` (the run's total steps), ``_distinct_pairs``,
+      ``_clip`` (CLIP's mAP), ``_band`` (oracle band, also as ``_k_top`` / ``_k_bottom`` of
+      ``_rank`` directions, and ``_top_phrase`` in words) and that row's ``_zs``, ``_gap``,
+      ``_cone``, ``_flat``, ``_agree`` (agreement band's gain), ``_centred`` (centring's
+      gain), ``_oti`` (OTI's gain) and ``_n_checks`` (how many of :func:`picture_checks`
+      hold);
     - ``<tau>_<data>_<column>`` for ``<tau>`` in ``learned`` / ``tau001`` and every column of
-      :data:`FINAL_COLUMNS`, at the run's final step, and ``<tau>_<data>_first_step`` with
-      ``_first_zero_shot_acc``, ``_first_i2i_mAP``, ``_first_i2i_in_shape_mAP`` at its first
-      evaluated step;
+      :data:`FINAL_COLUMNS`, at the final step of the book-length (800-step) run, and
+      ``<tau>_<data>_first_step`` with ``_first_zero_shot_acc``, ``_first_i2i_mAP``,
+      ``_first_i2i_in_shape_mAP`` at its first evaluated step; the same columns of a longer
+      run as ``<tau>_<data>_<steps>_<column>``;
+    - ``long_<tau>_<data>_steps`` and ``long_<tau>_<data>_<column>``: the final step of the
+      longest run of that series with results;
+    - ``n_runs_final`` (runs with their final step evaluated), ``max_length`` (longest of
+      them), ``train_seconds`` (summed training wall time of the data-scale runs, once per
+      run), ``n_picture`` (rows where all four :func:`picture_checks` hold), ``n_flat``,
+      ``n_top_band``, ``n_beats_centred`` (rows where that check holds), ``n_rows``,
+      ``flat_min`` / ``flat_max`` over the rows;
     - ``scale_claim``: whether a stream row gains ``min_gain`` mAP or more over the whole
-      world and within one shape, in words.
+      world and within one shape, in words; ``picture_claim``: whether any row shows the
+      paper's picture, in words.
     """
     out: dict[str, Any] = {}
+    final_rows = rows[rows["step"] == rows["length"]]
+    longest: dict[str, int] = {}
     for name, (_, cfg) in DATA_SCALE_RUNS.items():
-        final = rows[(rows["run"] == name) & (rows["step"] == cfg.steps)]
+        final = final_rows[final_rows["run"] == name]
         if final.empty:
             continue
-        tau = "learned" if cfg.temperature is None else f"tau{cfg.temperature:g}".replace(".", "")
+        tau = _tau_name(cfg)
+        series = f"{tau}_{cfg.data}"
+        pre = series if cfg.steps == DATA_SCALE_STEPS else f"{series}_{cfg.steps}"
         for col in FINAL_COLUMNS:
-            out[f"{tau}_{cfg.data}_{col}"] = float(final[col].iloc[0])
-        first = rows[rows["run"] == name].sort_values("step").iloc[0]
-        out[f"{tau}_{cfg.data}_first_step"] = int(first["step"])
-        for col in ("zero_shot_acc", "i2i_mAP", "i2i_in_shape_mAP"):
-            out[f"{tau}_{cfg.data}_first_{col}"] = float(first[col])
+            out[f"{pre}_{col}"] = float(final[col].iloc[0])
+        if cfg.steps == DATA_SCALE_STEPS:
+            first = rows[rows["run"] == name].sort_values("step").iloc[0]
+            out[f"{series}_first_step"] = int(first["step"])
+            for col in ("zero_shot_acc", "i2i_mAP", "i2i_in_shape_mAP"):
+                out[f"{series}_first_{col}"] = float(first[col])
+        if cfg.steps >= longest.get(series, 0):
+            longest[series] = cfg.steps
+            out[f"long_{series}_steps"] = cfg.steps
+            for col in FINAL_COLUMNS:
+                out[f"long_{series}_{col}"] = float(final[col].iloc[0])
     for data in ("fixed", "stream"):
         sub = rows[rows["data"] == data]
         if sub.empty:
             continue
-        zs = sub["zero_shot_acc"].astype(float)
-        out[f"{data}_best_zs"] = float(zs.max())
+        out[f"{data}_best_zs"] = float(sub["zero_shot_acc"].astype(float).max())
         for dom, name in (("", "whole"), ("in_shape_", "shape")):
-            g = sub[f"i2i_{dom}gain_heldout"].astype(float)
-            r = sub.loc[g.idxmax()]
-            pre = f"{data}_{name}"
-            out.update({f"{pre}_gain": float(g.max()), f"{pre}_run": r["run"],
-                        f"{pre}_step": int(r["step"]), f"{pre}_clip": float(r[f"i2i_{dom}mAP"]),
-                        f"{pre}_band": str(tuple(r[f"i2i_{dom}oracle_band"])),
-                        f"{pre}_zs": float(r["zero_shot_acc"]), f"{pre}_gap": float(r["gap"]),
-                        f"{pre}_cone": float(r["cone_image"]),
-                        f"{pre}_flat": float(r["flatness_mid_ratio"]),
-                        f"{pre}_k_top": int(r[f"i2i_{dom}oracle_band"][0]),
-                        f"{pre}_k_bottom": int(r[f"i2i_{dom}oracle_band"][1]),
-                        f"{pre}_rank": int(r["rank"]),
-                        f"{pre}_agree": float(r[f"i2i_{dom}gain_agree"]),
-                        f"{pre}_oti": float(r[f"oti_{dom}gain"])})
-            out[f"{pre}_top_phrase"] = (
-                "removes no top direction: it keeps the strongest directions and drops the "
-                "weakest" if out[f"{pre}_k_top"] == 0 else
-                f"removes {out[f'{pre}_k_top']} top directions, as the paper's band does")
+            out.update(_best_row_keys(sub, f"{data}_{name}", dom, min_gain))
+    out["n_runs_final"] = int(final_rows["run"].nunique())
+    out["max_length"] = int(final_rows["length"].max()) if len(final_rows) else 0
+    own = rows[rows["source"] == "data-scale"]
+    out["train_seconds"] = float(own.groupby("run")["train_seconds"].first().astype(float).sum())
+    checks = pd.DataFrame([picture_checks(r, min_gain) for _, r in rows.iterrows()])
+    out["n_rows"] = len(rows)
+    out["n_picture"] = int(checks.all(axis=1).sum()) if len(checks) else 0
+    for key in ("flat", "top_band", "beats_centred"):
+        out[f"n_{key}"] = int(checks[key].sum()) if len(checks) else 0
+    flat = rows["flatness_mid_ratio"].astype(float)
+    out["flat_min"], out["flat_max"] = float(flat.min()), float(flat.max())
     if "stream_whole_gain" in out:
         whole, shape = out["stream_whole_gain"], out["stream_shape_gain"]
         out["scale_claim"] = (
             ("no stream row gains" if whole < min_gain else "a stream row gains")
             + f" {min_gain:.0f} mAP or more over the whole world, and "
             + ("none" if shape < min_gain else "at least one") + " within one shape")
+    out["picture_claim"] = (
+        (f"none of the {out['n_rows']} evaluated models shows" if out["n_picture"] == 0 else
+         f"{out['n_picture']} of the {out['n_rows']} evaluated models show")
+        + " it whole (a flat middle, a top band removed, a gain over CLIP and over centring)")
     return out
 
 
 def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int = 2
                       ) -> Figure:
     """Small multiples against distinct training pairs seen (log axis): one panel per column
-    of ``columns`` (result column -> panel title), one line per run (colour: data mode,
-    line style and marker: temperature), a marker per evaluated step."""
+    of ``columns`` (result column -> panel title). Per series (data mode × temperature;
+    colour: data mode, line style and marker: temperature) one line through the final steps
+    of its runs of every length (each an annealed schedule); the kept steps inside a run
+    are small open markers joined by a thin line. Fixed-set runs share one abscissa (all
+    their distinct pairs are seen within the first epoch): each final marker is labelled with
+    its steps."""
     import numpy as np
 
     from isoclip.studies.plotting import legend_below, page_figure
@@ -311,18 +405,35 @@ def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int
     fig, axes = page_figure(nrows, ncols, sharex=True, aspect=0.42)
     colours = {"fixed": "#4C72B0", "stream": "#DD8452"}
     styles = {"learned": "-", "0.01": "--"}
+    rows = rows.sort_values(["length", "step"])
     for ax, (col, title) in zip(np.ravel(axes), columns.items()):
-        for run, sub in rows.sort_values("step").groupby("run", sort=False):
-            data, tau = sub["data"].iloc[0], sub["tau"].iloc[0]
+        for (data, tau), series in rows.groupby(["data", "tau"], sort=False):
+            colour, marker = colours.get(data, "0.3"), "o" if tau == "learned" else "s"
+            for _, run in series.groupby("run", sort=False):
+                if len(run) > 1:  # the kept steps inside one schedule
+                    ax.plot(run["distinct_pairs"].astype(float), run[col].astype(float),
+                            color=colour, lw=0.7, alpha=0.5, marker=marker, ms=4, mfc="white")
+            ends = series[series["step"] == series["length"]]
             label = f"{data}, {'learned τ' if tau == 'learned' else f'τ = {tau}'}"
-            ax.plot(sub["distinct_pairs"].astype(float), sub[col].astype(float),
-                    color=colours.get(data, "0.3"), ls=styles.get(tau, ":"),
-                    marker="o" if tau == "learned" else "s", ms=5, label=label)
+            ax.plot(ends["distinct_pairs"].astype(float), ends[col].astype(float),
+                    color=colour, ls=styles.get(tau, ":"), marker=marker, ms=6, label=label)
+            if data == "fixed":
+                for _, e in ends.iterrows():
+                    ax.annotate(f"{int(e['length'])}", (float(e["distinct_pairs"]),
+                                                        float(e[col])),
+                                xytext=(4, 0), textcoords="offset points",
+                                color=colour, va="center")
         if "gain" in col:
             ax.axhline(0, color="0.4", lw=0.8)
         ax.set_xscale("log")
         ticks = sorted(rows["distinct_pairs"].astype(float).unique())
-        ax.set_xticks(ticks, [f"{t / 1000:.0f}k" for t in ticks])
+        kept: list[float] = []
+        for t in ticks:  # no two tick labels closer than a factor 1.6
+            if not kept or t / kept[-1] > 1.6:
+                kept.append(t)
+        ticks = kept
+        ax.set_xticks(ticks, [f"{t / 1e6:.1f}M" if t >= 1e6 else f"{t / 1000:.0f}k"
+                              for t in ticks])
         ax.minorticks_off()
         ax.set_title(title)
     for ax in np.ravel(axes)[n:]:
