@@ -163,3 +163,47 @@ def test_reproduce_book_skeleton(tmp_path: Path) -> None:
     static = (ROOT / "_static" / "mathjax").is_dir()
     assert (tmp_path / "_static" / "mathjax").is_dir() or not static
     assert "DATA_ROOT=/data" in (tmp_path / "intro.md").read_text()
+
+
+# -- the fake data root -------------------------------------------------------------------------
+
+def test_fake_root_writes_every_set_with_its_own_content(tmp_path: Path) -> None:
+    from isoclip.data.fakes import make_fake_root
+    from isoclip.data.registry import load_retrieval_dataset
+
+    names = ["cub2011", "roxford5k", "oxford_pets", "coco_text", "flickr30k_text", "cub2011"]
+    folders = make_fake_root(tmp_path, names, n_classes=3, per_class=2, image_size=8)
+    assert [f.relative_to(tmp_path).as_posix() for f in folders] == [
+        "CUB_200_2011", "roxford5k", "CoOp/oxford_pets", "COCO2014", "Flickr30K"]
+    rox = load_retrieval_dataset("roxford5k", tmp_path)
+    assert rox.gnd is not None and len(rox.query) == 3
+    assert len(load_retrieval_dataset("coco_text", tmp_path).query) == 3
+    # a set's pixels do not depend on the sets written beside it, and differ between sets
+    alone = make_fake_root(tmp_path / "alone", ["oxford_pets"], n_classes=3, per_class=2,
+                           image_size=8)[0]
+    a = sorted(p.read_bytes() for p in alone.rglob("*.jpg"))
+    b = sorted(p.read_bytes() for p in (tmp_path / "CoOp/oxford_pets").rglob("*.jpg"))
+    assert a == b
+    cub = load_retrieval_dataset("cub2011", tmp_path).query
+    pets = load_retrieval_dataset("oxford_pets", tmp_path).query
+    assert cub.image(0).tobytes() != pets.image(0).tobytes()
+
+
+def test_fake_root_checks_every_name_before_writing(tmp_path: Path) -> None:
+    from isoclip.data.fakes import make_fake_root
+
+    with pytest.raises(ValueError, match="no-such-set"):
+        make_fake_root(tmp_path / "r", ["cub2011", "no-such-set"])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="names"):
+        make_fake_root(tmp_path / "r", [])
+
+
+def test_fake_root_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from isoclip.data import fakes
+
+    assert fakes.main([str(tmp_path), "dtd", "nocaps_text", "--n-classes", "2"]) == 0
+    assert "2 datasets" in capsys.readouterr().out
+    assert (tmp_path / "CoOp" / "dtd").is_dir() and (tmp_path / "nocaps").is_dir()
+    with pytest.raises(SystemExit):
+        fakes.main([str(tmp_path), "nope"])

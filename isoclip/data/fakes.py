@@ -15,13 +15,22 @@ Sizes, per layout kind (``C = n_classes``, ``K = per_class``):
 * Caption sets: ``C`` images in the evaluated split (COCO and Flickr30K also get one image in
   each other Karpathy split), each with ``captions_per_image`` captions (default 5; 10 for
   nocaps, whose validation file has 10 per image).
+
+``make_fake_root(root, names)`` writes several such datasets into one fake ``data_root`` (each
+with its own content seed, derived from its name); ``python -m isoclip.data.fakes ROOT NAME...``
+does the same from the command line (``make reproduce-fake`` writes the sets its parameter
+set lists this way).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import pickle
+import sys
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +39,7 @@ from PIL import Image
 
 from isoclip.data.registry import DatasetInfo, dataset_info
 
-__all__ = ["make_fake_dataset"]
+__all__ = ["make_fake_dataset", "make_fake_root"]
 
 
 def _write_image(path: Path, colour: np.ndarray, rng: np.random.Generator, size: int) -> None:
@@ -222,3 +231,62 @@ def make_fake_dataset(name: str, root: str | Path, *, n_classes: int = 3, per_cl
     else:
         _fake_aircraft(folder, info, paint, n_classes, per_class)
     return folder
+
+
+def make_fake_root(root: str | Path, names: Sequence[str], *, n_classes: int = 3,
+                   per_class: int = 2, image_size: int = 32, seed: int = 0) -> list[Path]:
+    """Write miniature copies of several datasets under one fake ``data_root``.
+
+    Each dataset is :func:`make_fake_dataset` with content seed ``seed + crc32(name) % 10**6``,
+    so two sets never share their colours and a set's content does not depend on which other
+    sets are written beside it (a narrowed run reads the same miniatures).
+
+    Args:
+        root: the fake ``data_root``; created if needed.
+        names: registered dataset names (image and caption sets), each written once.
+        n_classes, per_class, image_size: as :func:`make_fake_dataset`.
+        seed: base content seed.
+
+    Returns:
+        The dataset folders written, in the order of ``names`` (repeats dropped).
+
+    Raises:
+        ValueError: no name, an unknown name, or sizes too small for a layout; nothing is
+            written when a name is unknown.
+    """
+    unique = list(dict.fromkeys(names))
+    if not unique:
+        raise ValueError("names: expected at least one dataset name")
+    for name in unique:
+        dataset_info(name)  # every name checked before anything is written
+    return [make_fake_dataset(name, root, n_classes=n_classes, per_class=per_class,
+                              image_size=image_size,
+                              seed=seed + zlib.crc32(name.encode()) % 10**6)
+            for name in unique]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m isoclip.data.fakes ROOT NAME...``: :func:`make_fake_root`."""
+    ap = argparse.ArgumentParser(prog="python -m isoclip.data.fakes",
+                                 description="Write miniature fake copies of registered "
+                                             "datasets in their official layouts under ROOT.")
+    ap.add_argument("root", help="the fake data_root (created if needed)")
+    ap.add_argument("names", nargs="+", help="registered dataset names, e.g. cub2011 coco_text")
+    ap.add_argument("--n-classes", type=int, default=3)
+    ap.add_argument("--per-class", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        folders = make_fake_root(args.root, args.names, n_classes=args.n_classes,
+                                 per_class=args.per_class, image_size=args.image_size,
+                                 seed=args.seed)
+    except ValueError as e:
+        ap.error(str(e))
+    print(f"[fakes] {len(folders)} datasets under {args.root}: "
+          + ", ".join(str(Path(f).relative_to(args.root)) for f in folders), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
