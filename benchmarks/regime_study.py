@@ -191,7 +191,7 @@ def data_scale(names: list[str], stride: int, out: Path, final_only: bool = Fals
         # last kept step first; the file is written after each evaluation
         t0 = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name} @ {step} ...", file=sys.stderr, flush=True)
-        for r in run_data_scale(name, stride=stride, steps=[step]):
+        for r in run_data_scale(name, stride=stride, steps=[step], progress=True):
             rows[(r["run"], r["step"])] = r
         print(f"[{time.strftime('%H:%M:%S')}] {name} @ {step} done in "
               f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
