@@ -160,10 +160,120 @@ def test_suite_table_averages_only_the_fine_grained_sets() -> None:
             _fake("s2", [50.0, 70.0], [50.0, 70.0], True),
             _fake("cub", [30.0, 40.0], [30.0, 42.0], None, family="paper")]
     tab = suite_table(sets)
-    assert list(tab["kind"]) == ["whole", "fine-grained", "fine-grained", "dataset", "average"]
-    avg = tab.iloc[-1]
+    assert list(tab["kind"]) == ["whole", "fine-grained", "fine-grained", "dataset", "average",
+                                 "average"]
+    assert list(tab["family"].iloc[-2:]) == ["toy", "paper"]
+    assert tab.iloc[-1]["CLIP"] == pytest.approx(35.0)  # a paper dataset: its own average
+    avg = tab.iloc[-2]
     assert avg["CLIP"] == pytest.approx((96.0 + 60.0) / 2)
     assert avg["delta"] == pytest.approx((3.5 + 0.0) / 2)
     assert avg["n"] == 4 and avg["family"] == "toy"
-    assert list(tab["near_ceiling"]) == [False, True, False, False, False]
+    assert list(tab["near_ceiling"]) == [False, True, False, False, False, False]
     assert tab.loc[0, "headroom"] == pytest.approx(55.0)
+
+
+def test_revisited_ranker_matches_the_revisited_metrics() -> None:
+    from isoclip.evaluate.retrieval import evaluate_revisited_scores
+    from isoclip.studies.suite import RevisitedRanker
+
+    rng = np.random.default_rng(0)
+    q, g = 7, 40
+    gnd = []
+    for i in range(q):
+        perm = rng.permutation(g)
+        gnd.append({"easy": perm[:3], "hard": perm[3:6] if i != 2 else perm[:0],
+                    "junk": perm[6:8]})
+    gnd[4] = {"easy": [], "hard": [], "junk": [1]}  # no positive at all: NaN, skipped
+    scores = torch.tensor(rng.normal(size=(q, g)), dtype=torch.float32)
+    ref = evaluate_revisited_scores(scores, gnd)
+    for setting in ("easy", "medium", "hard"):
+        ap = RevisitedRanker(gnd, g, setting).per_query(scores)["mAP"]
+        assert torch.isnan(ap[4]) and (setting != "hard" or torch.isnan(ap[2]))
+        assert 100 * float(ap[~torch.isnan(ap)].mean()) == pytest.approx(ref[f"mAP_{setting}"])
+    with pytest.raises(ValueError, match="setting"):
+        RevisitedRanker(gnd, g, "medium-hard")
+    with pytest.raises(ValueError, match="scores"):
+        RevisitedRanker(gnd, g, "easy").per_query(scores[:, :5])
+
+
+def test_evaluate_set_with_a_revisited_ranker() -> None:
+    from isoclip.evaluate.retrieval import evaluate_revisited_scores
+    from isoclip.studies.suite import RevisitedRanker
+
+    P, f, _t, _y = _random(4)
+    rng = np.random.default_rng(1)
+    gnd = [{"easy": rng.choice(60, 4, replace=False) + 0, "hard": [], "junk": []}
+           for _ in range(30)]
+    for e in gnd:
+        e["hard"], e["junk"] = e["easy"][2:], e["easy"][:0]
+        e["easy"] = e["easy"][:2]
+    q, gal = f[:30], f[30:]
+    feats = SetFeatures(q, gal, P.project_image(q), P.project_image(gal))
+    res = evaluate_set(P, feats, None, None, "image", stride=2,
+                       ranker=RevisitedRanker(gnd, 60, "medium"))
+    s = torch.nn.functional.normalize(feats.query, dim=1) @ \
+        torch.nn.functional.normalize(feats.gallery, dim=1).T
+    assert res.mean("CLIP") == pytest.approx(evaluate_revisited_scores(s, gnd)["mAP_medium"],
+                                             abs=1e-4)
+    naive = max(100 * float(RevisitedRanker(gnd, 60, "medium").per_query(
+        _per_query_scores(P, q, gal, b))["mAP"].mean()) for b in _grid(P, 2))
+    assert res.mean("IsoCLIP (oracle)") == pytest.approx(naive, abs=1e-3)
+
+
+def _per_query_scores(P, q, g, band):
+    from isoclip.method.bands import iso_projectors
+
+    iso = iso_projectors(P.double(), band)
+    qp = torch.nn.functional.normalize(iso.project_image(q.double()), dim=1)
+    gp = torch.nn.functional.normalize(iso.project_image(g.double()), dim=1)
+    return qp @ gp.T
+
+
+def test_payload_round_trip_is_plain_data(tmp_path) -> None:
+    from isoclip.common.cache import load_payload
+    from isoclip.studies.suite import result_from_payload, result_payload
+
+    P, f, _t, y = _random(5)
+    feats = SetFeatures(f[:40], f[40:], P.project_image(f[:40]), P.project_image(f[40:]))
+    rows = torch.tensor([0, 3, 5])
+    res = evaluate_set(P, feats, y[:40], y[40:], "image", stride=2, name="toy",
+                       inverted=(rows, torch.randn(3, P.d)), inversion="OTI")
+    res.meta = {"family": "toy", "fine_grained": True, "label": "toy", "protocol": ""}
+    path = tmp_path / "r.pt"
+    torch.save(result_payload(res), path)
+    back = result_from_payload(load_payload(path))  # weights_only: plain data only
+    assert back.bands == res.bands and back.meta == res.meta and back.inversion == "OTI"
+    assert set(back.ap) == set(res.ap)
+    for m in res.ap:
+        assert torch.equal(back.ap[m], res.ap[m]) or (
+            torch.isnan(back.ap[m]).all() and torch.isnan(res.ap[m]).all())
+    assert torch.equal(back.inv_rows, res.inv_rows) and torch.equal(back.inv_ap, res.inv_ap)
+
+
+def test_key_material_changes_with_every_setting() -> None:
+    from isoclip.studies.suite import InversionSettings, code_fingerprint, set_key_material
+
+    base = {"family": "synthetic", "data": {"config": 1}, "stride": 2, "calibration_pairs": 1000,
+                "seed": 0, "inversion": InversionSettings(), "code": "c"}
+    k0 = set_key_material("m", "synthetic/world", "image", **base)
+    assert set_key_material("m", "synthetic/world", "image", **base) == k0
+    changed = [set_key_material("m2", "synthetic/world", "image", **base),
+               set_key_material("m", "synthetic/shape=circle", "image", **base),
+               set_key_material("m", "synthetic/world", "text", **base)]
+    for k, v in (("stride", 4), ("calibration_pairs", 0), ("seed", 1), ("code", "d"),
+                 ("data", {"config": 2}), ("inversion", None),
+                 ("inversion", InversionSettings(oti_steps=10)),
+                 ("inversion", InversionSettings(per_class={"synthetic": {"image": 3}}))):
+        changed.append(set_key_material("m", "synthetic/world", "image", **{**base, k: v}))
+    from isoclip.common.cache import entry_key
+
+    keys = {entry_key(k) for k in [k0, *changed]}
+    assert len(keys) == len(changed) + 1
+    # the emoji template does not change a synthetic set's key
+    other = InversionSettings(templates={"emoji": "x {}"})
+    assert set_key_material("m", "synthetic/world", "image", **{**base, "inversion": other}) == k0
+    fp = code_fingerprint()
+    assert len(fp) == 64 and fp == code_fingerprint() and fp != code_fingerprint(
+        ("isoclip.studies.suite",))
+    with pytest.raises(ValueError, match="modules"):
+        code_fingerprint(("sys",))  # built in: no source file

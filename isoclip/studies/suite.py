@@ -35,11 +35,13 @@ gallery minus the query itself, and the halves of the held-out rule only split t
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -48,11 +50,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from isoclip.baselines.whitening import mean_center
+from isoclip.common.cache import cached
 from isoclip.common.threads import torch_threads
 from isoclip.common.types import check_modality
 from isoclip.data.base import ImageDataset, TextDataset
 from isoclip.data.paper_datasets import RetrievalData
-from isoclip.evaluate.retrieval import FixedLabelRanker, query_metrics
+from isoclip.evaluate.retrieval import (
+    FixedLabelRanker,
+    _revisited_query,
+    _revisited_settings,
+    query_metrics,
+)
 from isoclip.evaluate.stats import balanced_subset, integer_labels
 from isoclip.method.bands import Band
 from isoclip.method.operator import SVD, svd
@@ -62,9 +70,11 @@ from isoclip.models.loading import ModelBundle
 from isoclip.selection.rules import select_band
 from isoclip.selection.sweep import BandScorer
 
-__all__ = ["INVERSION_PER_CLASS", "METHODS", "OTI_TEMPLATES", "InversionSettings", "SetFeatures", "SetResult",
-           "SuiteStudy", "average_gain", "calibration_subset", "evaluate_set", "family_averages",
-           "set_features", "set_meta", "suite_study", "suite_table"]
+__all__ = ["INVERSION_PER_CLASS", "METHODS", "OTI_TEMPLATES", "REVISITED_SETTINGS", "SUITE_CODE",
+           "InversionSettings", "RevisitedRanker", "SetFeatures", "SetResult", "SuiteStudy",
+           "average_gain", "calibration_subset", "code_fingerprint", "evaluate_set",
+           "family_averages", "in_average", "result_from_payload", "result_payload", "set_features",
+           "set_key_material", "set_meta", "suite_study", "suite_table"]
 
 #: Methods scored on every query of a set, in table order.
 METHODS = ("CLIP", "mean-centred", "IsoCLIP (automatic)", "IsoCLIP (agreement)",
@@ -175,7 +185,62 @@ def _grid(dec: SVD, P: Projectors, stride: int) -> list[Band]:
             if kt + kb < rank]
 
 
-def _band_ap(scorer: BandScorer, ranker: FixedLabelRanker, bands: Sequence[Band]) -> Tensor:
+class Ranker(Protocol):
+    """Per-query metrics of a [Q, G] score matrix (:class:`FixedLabelRanker`,
+    :class:`RevisitedRanker`)."""
+
+    def per_query(self, scores: Tensor) -> dict[str, Tensor]: ...
+
+
+#: The revisited Oxford / Paris protocols (Radenović et al. 2018), each a row of its own.
+REVISITED_SETTINGS = {"easy": "E", "medium": "M", "hard": "H"}
+
+
+class RevisitedRanker:
+    """Per-query AP of revisited Oxford / Paris in one protocol (``"easy"``, ``"medium"`` or
+    ``"hard"``): the positives and junk of :func:`isoclip.evaluate.retrieval.
+    evaluate_revisited_scores` (IsoCLIP ``compute_roxford_rparis_metrics``), junk dropped from
+    the ranking; the mean over the queries with a positive equals its ``mAP_<setting>``.
+
+    Args:
+        gnd: Q ground-truth mappings (``easy``, ``hard``, ``junk`` gallery indices).
+        n_gallery: G.
+        setting: the protocol.
+
+    Raises:
+        ValueError: unknown setting, malformed ``gnd``, or no query with a positive.
+    """
+
+    def __init__(self, gnd: Sequence[Mapping[str, Any]], n_gallery: int, setting: str) -> None:
+        if setting not in REVISITED_SETTINGS:
+            raise ValueError(f"setting: expected one of {sorted(REVISITED_SETTINGS)}, "
+                             f"got {setting!r}")
+        self.setting, self.n_gallery = setting, int(n_gallery)
+        self.ok_junk = [_revisited_settings(e, self.n_gallery, i)[setting]
+                        for i, e in enumerate(gnd)]
+        if not any(len(ok) for ok, _ in self.ok_junk):
+            raise ValueError(f"gnd: no query has a positive in the {setting} setting")
+
+    def per_query(self, scores: Tensor) -> dict[str, Tensor]:
+        """``{"mAP": [Q] float64}`` AP in [0, 1] of ``scores`` [Q, G]; NaN without a positive."""
+        if tuple(scores.shape) != (len(self.ok_junk), self.n_gallery):
+            raise ValueError(f"scores: expected shape {(len(self.ok_junk), self.n_gallery)}, "
+                             f"got {tuple(scores.shape)}")
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices.numpy()
+        ap = torch.full((len(self.ok_junk),), float("nan"), dtype=torch.float64)
+        for i, (ok, junk) in enumerate(self.ok_junk):
+            if len(ok):
+                ap[i] = _revisited_query(order[i], ok, junk, (1,))[0]
+        return {"mAP": ap}
+
+
+def _cosine_ap(ranker: Ranker, query: Tensor, gallery: Tensor) -> Tensor:
+    """[Q] AP (percent) of the cosine similarities of ``query`` [Q, d] and ``gallery`` [G, d]."""
+    s = F.normalize(query.float(), dim=1) @ F.normalize(gallery.float(), dim=1).T
+    return 100.0 * ranker.per_query(s)["mAP"]
+
+
+def _band_ap(scorer: BandScorer, ranker: Ranker, bands: Sequence[Band]) -> Tensor:
     """[B, Q] per-query AP (percent) of every band, bands in parallel threads."""
     def run(band: Band) -> Tensor:
         return 100.0 * ranker.per_query(scorer.scores(band))["mAP"]
@@ -197,7 +262,7 @@ def evaluate_set(P: Projectors, feats: SetFeatures, query_labels: Any, gallery_l
                  modality: str, *, same_split: bool = False, dec: SVD | None = None,
                  stride: int = 2, auto_band: Band | None = None,
                  inverted: tuple[Tensor, Tensor] | None = None, name: str = "",
-                 inversion: str | None = None) -> SetResult:
+                 inversion: str | None = None, ranker: Ranker | None = None) -> SetResult:
     """Every method of :data:`METHODS` (and the inversion, if given) on one set, per query.
 
     Args:
@@ -212,6 +277,8 @@ def evaluate_set(P: Projectors, feats: SetFeatures, query_labels: Any, gallery_l
             (OTI text features for image queries, OVI image features for text queries),
             ranked against the projected gallery.
         name, inversion: the set's name and the inversion's name (``"OTI"``/``"OVI"``).
+        ranker: scores every method instead of the labels (e.g. a :class:`RevisitedRanker`:
+            ``query_labels`` / ``gallery_labels`` are then unused).
 
     Raises:
         ValueError: stride < 1, bad modality, fewer than 2 queries, or bad labels.
@@ -223,15 +290,20 @@ def evaluate_set(P: Projectors, feats: SetFeatures, query_labels: Any, gallery_l
     if n_q < 2:
         raise ValueError(f"query: expected at least 2 queries (held-out band), got {n_q}")
     dec = svd(P) if dec is None else dec
-    ql, gl = integer_labels(query_labels), integer_labels(gallery_labels)
     ap: dict[str, Tensor] = {}
-    ap["CLIP"] = 100.0 * query_metrics(feats.query, feats.gallery, ql, gl, same_split)["mAP"]
     cq, cg = mean_center(feats.query, feats.gallery)
-    ap["mean-centred"] = 100.0 * query_metrics(cq, cg, ql, gl, same_split)["mAP"]
+    if ranker is None:
+        ql, gl = integer_labels(query_labels), integer_labels(gallery_labels)
+        ap["CLIP"] = 100.0 * query_metrics(feats.query, feats.gallery, ql, gl,
+                                           same_split)["mAP"]
+        ap["mean-centred"] = 100.0 * query_metrics(cq, cg, ql, gl, same_split)["mAP"]
+        ranker = FixedLabelRanker(ql, gl, same_split)
+    else:
+        ap["CLIP"] = _cosine_ap(ranker, feats.query, feats.gallery)
+        ap["mean-centred"] = _cosine_ap(ranker, cq, cg)
 
     scorer = BandScorer(P, feats.query_pre, feats.gallery_pre, modality, dec,  # type: ignore[arg-type]
                         dtype=torch.float32)
-    ranker = FixedLabelRanker(ql, gl, same_split)
     grid = _grid(dec, P, stride)
     grid_ap = _band_ap(scorer, ranker, grid)  # [B, Q]
     every = torch.arange(n_q)
@@ -324,8 +396,9 @@ def _inversion_cell(r: SetResult) -> tuple[float, float, int]:
 
 
 def suite_table(results: Sequence[SetResult]) -> pd.DataFrame:
-    """One row per set (in order), then per family the mean over its fine-grained sets; the
-    whole sets stay rows of their own (never averaged in).
+    """One row per set (in order), then per family the mean over its fine-grained sets (for
+    the paper's datasets: over every dataset, a revisited Oxford / Paris set by its Medium
+    protocol, as :func:`in_average`); the whole sets stay rows of their own (never averaged in).
 
     Columns: ``set`` (row label), ``family``, ``kind`` (``"fine-grained"``, ``"whole"``,
     ``"average"``, ``"dataset"``), ``n`` (queries), every method of :data:`METHODS` (mAP),
@@ -353,16 +426,27 @@ def suite_table(results: Sequence[SetResult]) -> pd.DataFrame:
     df["delta"] = df["IsoCLIP (held-out)"] - df["CLIP"]
     df["delta_centred"] = df["mean-centred"] - df["CLIP"]
     avg_rows = []
-    for fam, part in df[df["kind"] == "fine-grained"].groupby("family", sort=False):
-        num = part.select_dtypes("number").mean()
-        avg_rows.append({"set": f"average ({len(part)} fine-grained sets)", "name": "",
+    df["in_average"] = [in_average(r) for r in results]
+    for fam, part in df[df["in_average"]].groupby("family", sort=False):
+        num = part.drop(columns="in_average").select_dtypes("number").mean()
+        kind = "fine-grained sets" if (part["kind"] == "fine-grained").all() else "datasets"
+        avg_rows.append({"set": f"average ({len(part)} {kind})", "name": "",
                          "family": fam, "kind": "average", **num.to_dict(),
                          "n": int(part["n"].sum()), "inv_n": int(part["inv_n"].sum()),
-                         "inversion": part["inversion"].iloc[0]})
+                         "inversion": part["inversion"].iloc[0], "in_average": False})
     out = pd.concat([df, pd.DataFrame(avg_rows)], ignore_index=True) if avg_rows else df
     out["headroom"] = 100.0 - out["CLIP"]
     out["near_ceiling"] = [near_ceiling(c) for c in out["CLIP"]]
     return out
+
+
+def in_average(r: SetResult) -> bool:
+    """Whether a set enters its family's average: a fine-grained embedded set, or a paper
+    dataset (a revisited Oxford / Paris set by its Medium protocol only, the paper's headline
+    protocol); never a whole set."""
+    if r.meta.get("fine_grained") is not None:
+        return bool(r.meta["fine_grained"])
+    return r.meta.get("protocol", "M") == "M"
 
 
 def family_averages(results: Sequence[SetResult], methods: Sequence[str] = METHODS[1:], *,
@@ -375,7 +459,7 @@ def family_averages(results: Sequence[SetResult], methods: Sequence[str] = METHO
     fams = dict.fromkeys(r.meta.get("family", "") for r in results)
     for fam in fams:
         sets = [r for r in results if r.meta.get("family", "") == fam
-                and r.meta.get("fine_grained") and facet in (None, r.meta.get("facet"))]
+                and in_average(r) and facet in (None, r.meta.get("facet"))]
         if not sets:
             continue
         for m in methods:
@@ -425,6 +509,10 @@ class InversionSettings:
             "a photo of {}").
         oti_steps, ovi_steps, num_pseudo_tokens, num_pseudo_patches, seed, batch_size,
             num_threads, subset_seed: as :func:`isoclip.studies.inversion.inversion_study`.
+        queries: query budget per paper dataset (family ``"paper"``): a class-balanced
+            subset of at most this many queries
+            (:func:`isoclip.studies.dataset_inversion.query_budget`), ``"all"`` for every
+            query; None: ``per_class["paper"]`` queries per class. Embedded sets ignore it.
     """
 
     per_class: Mapping[str, Mapping[str, int]] = field(
@@ -438,6 +526,7 @@ class InversionSettings:
     batch_size: int = 64
     num_threads: int | None = 1
     subset_seed: int = 0
+    queries: int | str | None = None
 
 
 def _invert_whole(bundle: ModelBundle, feats: SetFeatures, labels: Any, modality: str,
@@ -448,7 +537,12 @@ def _invert_whole(bundle: ModelBundle, feats: SetFeatures, labels: Any, modality
     from isoclip.baselines.inversion import OTI_TEMPLATE
     from isoclip.studies.inversion import OTI_SNAPSHOTS, OVI_SNAPSHOTS, invert
 
-    rows = balanced_subset(integer_labels(labels), per_class, inv.subset_seed)
+    if family == "paper" and inv.queries is not None:
+        from isoclip.studies.dataset_inversion import query_budget
+
+        rows = query_budget(labels, inv.queries, inv.subset_seed)  # type: ignore[arg-type]
+    else:
+        rows = balanced_subset(integer_labels(labels), per_class, inv.subset_seed)
     image = modality == "image"
     steps = inv.oti_steps if image else inv.ovi_steps
     snaps = sorted({k for k in (OTI_SNAPSHOTS if image else OVI_SNAPSHOTS) if 0 <= k <= steps}
@@ -495,13 +589,94 @@ class SuiteStudy:
         return [r for r in self.results if r.modality == modality]
 
 
+#: Modules whose code changes a :class:`SetResult` (their sources make up
+#: :func:`code_fingerprint`, part of every suite cache key): the study, the band rules and
+#: sweep, the metrics, the operator, the baselines, the inversions, the features and the data.
+SUITE_CODE = (
+    "isoclip.studies.suite", "isoclip.studies.inversion", "isoclip.selection.rules",
+    "isoclip.selection.sweep", "isoclip.evaluate.retrieval", "isoclip.evaluate.stats",
+    "isoclip.method.bands", "isoclip.method.operator", "isoclip.method.projectors",
+    "isoclip.baselines.whitening", "isoclip.baselines.inversion",
+    "isoclip.baselines.inversion_runner", "isoclip.baselines.losses",
+    "isoclip.models.features", "isoclip.data.base", "isoclip.data.suites", "isoclip.data.emoji",
+    "isoclip.data.registry", "isoclip.data.paper_datasets", "isoclip.data.world.config",
+    "isoclip.data.world.primitives", "isoclip.data.world.synthetic",
+)
+
+
+def code_fingerprint(modules: Sequence[str] = SUITE_CODE) -> str:
+    """sha256 over the source files of ``modules`` (name and bytes, in order).
+
+    Raises:
+        ValueError: a module without a source file.
+    """
+    h = hashlib.sha256()
+    for mod in modules:
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            raise ValueError(f"modules: {mod!r} has no Python source file")
+        h.update(mod.encode() + b"\0")
+        with open(spec.origin, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    """A dataclass configuration as a dict (keys of the cache), anything else unchanged."""
+    from dataclasses import is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+
+
+def set_key_material(model_fingerprint: str, name: str, modality: str, *, family: str,
+                     data: Any, stride: int, calibration_pairs: int, seed: int,
+                     inversion: InversionSettings | None, code: str) -> dict[str, Any]:
+    """Everything that changes the rows :func:`suite_study` computes for one set and task:
+    the model (its cache key / weights fingerprint), the set and its data (``data``: the
+    embedded data's configuration, or the fingerprints of a paper set's query and gallery),
+    the sweep stride, the agreement rule's calibration draw, the inversion settings of the
+    set's family and task, and :func:`code_fingerprint`."""
+    inv: dict[str, Any] | None = None
+    if inversion is not None:
+        per = inversion.per_class.get(family, {})
+        inv = {k: v for k, v in asdict(inversion).items() if k not in ("per_class", "templates")}
+        inv.update(per_class=per.get(modality), template=inversion.templates.get(family))
+    return {"kind": "suite-set", "model": model_fingerprint, "set": name, "modality": modality,
+            "data": _plain(data), "stride": int(stride), "calibration_pairs": int(calibration_pairs),
+            "seed": int(seed), "inversion": inv, "code": code}
+
+
+def result_payload(r: SetResult) -> dict[str, Any]:
+    """A :class:`SetResult` as plain data (tensors, numbers, strings, lists, dicts) for the
+    cache (:func:`isoclip.common.cache.cached` loads nothing else)."""
+    return {"name": r.name, "modality": r.modality, "n_query": r.n_query,
+            "n_gallery": r.n_gallery, "same_split": r.same_split,
+            "ap": {m: v.clone() for m, v in r.ap.items()},
+            "bands": {k: [b.k_top, b.k_bottom] for k, b in r.bands.items()},
+            "inversion": r.inversion, "inv_rows": r.inv_rows, "inv_ap": r.inv_ap,
+            "meta": dict(r.meta)}
+
+
+def result_from_payload(d: Mapping[str, Any]) -> SetResult:
+    """The inverse of :func:`result_payload`."""
+    return SetResult(name=str(d["name"]), modality=str(d["modality"]),
+                     n_query=int(d["n_query"]), n_gallery=int(d["n_gallery"]),
+                     same_split=bool(d["same_split"]), ap=dict(d["ap"]),
+                     bands={k: Band(int(v[0]), int(v[1])) for k, v in d["bands"].items()},
+                     inversion=d["inversion"], inv_rows=d["inv_rows"], inv_ap=d["inv_ap"],
+                     meta=dict(d["meta"]))
+
+
 def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("image", "text"),
                 model: str = "embedded", pretrained: str | None = None, data_root: Any = None,
                 device: str = "cpu", world: Any = None, train: Any = None, emoji: Any = None,
                 emoji_train: Any = None, stride: int = 2, calibration_pairs: int = 1000,
                 seed: int = 0, inversion: InversionSettings | None = InversionSettings(),
-                progress: bool = False) -> SuiteStudy:
+                progress: bool = False, cache: bool = True) -> SuiteStudy:
     """The retrieval rows of every set of ``datasets`` (suites expanded) for each task.
+
+    A set with the revisited Oxford / Paris ground truth (``roxford5k``, ``rparis6k``) gives
+    three rows, its Easy, Medium and Hard protocols (``"roxford5k (E)"``, ...).
 
     Args:
         datasets: names or suites (:func:`isoclip.data.registry.datasets_list`), e.g.
@@ -516,6 +691,9 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
         stride: band-sweep grid step; calibration_pairs: pairs per set for the agreement
             rule (0: skip); seed: their draw.
         inversion: OTI / OVI settings (None: no inversion).
+        cache: keep each set's rows in the cache (kind ``suite``, keyed by
+            :func:`set_key_material`), so that chapters asking for the same set share one
+            computation; False recomputes (and stores nothing).
 
     Raises:
         ValueError: unknown names (from the registry), or bad arguments.
@@ -545,52 +723,86 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
     sets = {n: set_meta(n, emb.model_for_set(n, model), **config) for n in names}
     decs: dict[str, tuple[Projectors, SVD, Band]] = {}
     wholes: dict[tuple[str, str, str], tuple[RetrievalData, SetFeatures, Any]] = {}
+
+    def compute(name: str, modality: str, key: str, bundle: ModelBundle,
+                loaded: RetrievalData | None) -> list[SetResult]:
+        if key not in decs:
+            P = get_projectors(bundle.model)
+            dec = svd(P)
+            decs[key] = (P, dec, select_band(P, "isotropy", dec=dec))
+        P, dec, auto = decs[key]
+        whole_name = suites.whole_set(name)
+        wk = (key, whole_name, modality)
+        if wk not in wholes:
+            wdata = (loaded if loaded is not None and whole_name == name else
+                     load_dataset(whole_name, modality, data_root, **config))  # type: ignore[arg-type]
+            wfeats = set_features(bundle, wdata, calibration_pairs=calibration_pairs, seed=seed)
+            family = sets[name]["family"]
+            per = {} if inversion is None else inversion.per_class.get(family, {})
+            winv = (_invert_whole(bundle, wfeats, wdata.query.labels, modality,
+                                  int(per[modality]), inversion,  # type: ignore[arg-type]
+                                  family)
+                    if modality in per else None)
+            wholes[wk] = (wdata, wfeats, winv)
+        wdata, wfeats, winv = wholes[wk]
+        if name == whole_name:
+            data, feats = wdata, wfeats
+            inverted = winv
+        else:
+            data = load_dataset(name, modality, data_root, **config)  # type: ignore[arg-type]
+            rows = suites.rows_in_whole(name, modality, **config)  # type: ignore[arg-type]
+            feats = _slice(wfeats, rows)
+            if data.calibration is not None and calibration_pairs > 0:
+                sub = calibration_subset(data.calibration, calibration_pairs, seed)
+                feats.calib_image = image_features(bundle, sub, "preproj", progress=False)
+                feats.calib_text = text_features(bundle, sub, "preproj", progress=False)
+            inverted = None
+            if winv is not None:
+                pos, js = _positions(winv[0], rows["query"])
+                inverted = (pos, winv[1][js])
+        inv_name = ("OTI" if modality == "image" else "OVI") if inverted is not None else None
+        protocols: list[tuple[str, Ranker | None]] = [("", None)]
+        if data.gnd is not None:
+            protocols = [(abbr, RevisitedRanker(data.gnd, len(data.gallery), setting))
+                         for setting, abbr in REVISITED_SETTINGS.items()]
+        out = []
+        for abbr, ranker in protocols:
+            row_name = f"{name} ({abbr})" if abbr else name
+            res = evaluate_set(P, feats, data.query.labels, data.gallery.labels, modality,
+                               same_split=data.same_split, dec=dec, stride=stride,
+                               auto_band=auto, inverted=inverted, name=row_name,
+                               inversion=inv_name, ranker=ranker)
+            res.meta = {**sets[name], **({"label": row_name, "protocol": abbr} if abbr else {})}
+            out.append(res)
+        return out
+
+    code = code_fingerprint()
     results = []
     for modality in modalities:
         for name in names:
             key = emb.model_for_set(name, model)
             bundle = bundle_for(key)
-            if key not in decs:
-                P = get_projectors(bundle.model)
-                dec = svd(P)
-                decs[key] = (P, dec, select_band(P, "isotropy", dec=dec))
-            P, dec, auto = decs[key]
-            whole_name = suites.whole_set(name)
-            wk = (key, whole_name, modality)
-            if wk not in wholes:
-                wdata = load_dataset(whole_name, modality, data_root, **config)  # type: ignore[arg-type]
-                wfeats = set_features(bundle, wdata, calibration_pairs=calibration_pairs,
-                                      seed=seed)
-                family = sets[name]["family"]
-                per = {} if inversion is None else inversion.per_class.get(family, {})
-                winv = (_invert_whole(bundle, wfeats, wdata.query.labels, modality,
-                                      int(per[modality]), inversion,  # type: ignore[arg-type]
-                                      family)
-                        if modality in per else None)
-                wholes[wk] = (wdata, wfeats, winv)
-            wdata, wfeats, winv = wholes[wk]
-            if name == whole_name:
-                data, feats = wdata, wfeats
-                inverted = winv
+            family = str(sets[name]["family"])
+            loaded = None
+            if suites.is_embedded(name):
+                data_id: Any = {"family": family,
+                                "config": world if family == "synthetic" else emoji}
             else:
-                data = load_dataset(name, modality, data_root, **config)  # type: ignore[arg-type]
-                rows = suites.rows_in_whole(name, modality, **config)  # type: ignore[arg-type]
-                feats = _slice(wfeats, rows)
-                if data.calibration is not None and calibration_pairs > 0:
-                    sub = calibration_subset(data.calibration, calibration_pairs, seed)
-                    feats.calib_image = image_features(bundle, sub, "preproj", progress=False)
-                    feats.calib_text = text_features(bundle, sub, "preproj", progress=False)
-                inverted = None
-                if winv is not None:
-                    pos, js = _positions(winv[0], rows["query"])
-                    inverted = (pos, winv[1][js])
-            res = evaluate_set(P, feats, data.query.labels, data.gallery.labels, modality,
-                               same_split=data.same_split, dec=dec, stride=stride,
-                               auto_band=auto, inverted=inverted, name=name,
-                               inversion=("OTI" if modality == "image" else "OVI")
-                               if inverted is not None else None)
-            res.meta = dict(sets[name])
-            results.append(res)
+                loaded = load_dataset(name, modality, data_root, **config)  # type: ignore[arg-type]
+                data_id = {"query": loaded.query.fingerprint(),
+                           "gallery": loaded.gallery.fingerprint()}
+            material = set_key_material(bundle.fingerprint, name, modality, family=family,
+                                        data=data_id, stride=stride,
+                                        calibration_pairs=calibration_pairs, seed=seed,
+                                        inversion=inversion, code=code)
+
+            def build(name: str = name, modality: str = modality, key: str = key,
+                      bundle: ModelBundle = bundle, loaded: Any = loaded) -> dict[str, Any]:
+                return {"results": [result_payload(r) for r in
+                                    compute(name, modality, key, bundle, loaded)]}
+
+            payload = cached("suite", material, build, enabled=cache)
+            results += [result_from_payload(d) for d in payload["results"]]
     return SuiteStudy(results=results, bundles=bundles, sets=sets)
 
 
