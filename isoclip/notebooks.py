@@ -41,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from isoclip.common.types import Modality
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PARAMS_DIR = NOTEBOOK_DIR / "params"
@@ -275,7 +277,9 @@ class RerunBox:
         names = {p.name for p in self.parameters}
         if "model" in names:
             example = "model=ViT-B-32 pretrained=openai"
-            if "data_root" in names:
+            if "datasets" in names:
+                example += " 'datasets=[cub2011, oxford_pets]' data_root=/path/to/datasets"
+            elif "data_root" in names:
                 example += " dataset=cub2011 data_root=/path/to/datasets"
         else:
             example = "name=value" if names else ""
@@ -331,8 +335,13 @@ class ParameterError(ValueError):
     type; the message names it, where it came from and what was expected."""
 
 
-#: Parameters whose value ``"embedded"`` means the built-in synthetic data (no data_root).
-DATASET_PARAMETERS = ("dataset", "text_dataset")
+#: Parameters that name the data a chapter evaluates (one name, or a list of names):
+#: ``"embedded"`` and the embedded sets and suites (``"synthetic"``, ``"emoji/all"``, ...) are
+#: built in; any other name is a paper dataset read from ``data_root``.
+DATASET_PARAMETERS = ("datasets", "text_datasets", "dataset", "text_dataset")
+#: The modality of the paper datasets each of :data:`DATASET_PARAMETERS` takes.
+_DATASET_MODALITY: dict[str, Modality] = {"datasets": "image", "dataset": "image",
+                                          "text_datasets": "text", "text_dataset": "text"}
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list"}
 
@@ -441,12 +450,15 @@ def check_parameters(params: str = "default", only: list[str] | None = None,
     """Validate a run and return, per selected notebook, the parameters it will receive.
 
     The parameter set file is checked whole (every notebook), ``overrides`` (``--set``)
-    against the selected notebooks; a ``data_root`` override needs a selected notebook that
-    reads data (a :data:`DATASET_PARAMETERS` value other than ``"embedded"``).
+    against the selected notebooks; the paper datasets a :data:`DATASET_PARAMETERS` value names
+    must be registered, of the parameter's modality; a ``data_root`` override needs a selected
+    notebook that reads data (a paper dataset, not only ``"embedded"`` or embedded sets).
 
     Raises:
         FileNotFoundError: no such parameter set (the message lists the known ones).
-        ParameterError: an unknown name (with close matches) or a value of the wrong type.
+        ParameterError: an unknown name (with close matches), a value of the wrong type, an
+            unknown dataset or one of the other modality, or ``data_root`` for a run that
+            reads no data.
         ValueError: ``only`` selects no notebook.
     """
     data = load_params(params)
@@ -478,6 +490,9 @@ def check_parameters(params: str = "default", only: list[str] | None = None,
         for stem in selected:
             if name in schemas[stem]:
                 check_value(schemas[stem][name], value, "--set")
+    def where_of(name: str) -> str:
+        return "--set" if name in (overrides or {}) else str(source)
+
     plan: dict[str, dict[str, Any]] = {}
     for stem in selected:
         values = {**(data.get("common") or {}), **(sections.get(stem) or {}),
@@ -485,24 +500,54 @@ def check_parameters(params: str = "default", only: list[str] | None = None,
         where = {k: "--set" if k in (overrides or {}) else str(source) for k in values}
         plan[stem] = {k: check_value(schemas[stem][k], v, where[k])
                       for k, v in values.items() if k in schemas[stem]}
+    for stem in selected:
+        for d in DATASET_PARAMETERS:
+            if d in plan[stem]:
+                _check_dataset_names(d, plan[stem][d], f"{where_of(d)}: {stem}")
     if (overrides or {}).get("data_root") is not None and not any(
-            plan[s].get(d, schemas[s][d].default) not in ("embedded", None)
+            _paper_names(plan[s].get(d, schemas[s][d].default))
             for s in selected if "data_root" in schemas[s]
             for d in DATASET_PARAMETERS if d in schemas[s]):
         with_data = [q.stem for q in sorted(PARAMS_DIR.glob("*.yaml"))
                      if _reads_data(load_params(str(q)))]
         raise ParameterError(
             f"--set data_root: parameter set {Path(params).stem!r} reads no data in "
-            f"{', '.join(selected)} (every {' / '.join(DATASET_PARAMETERS)} is 'embedded'), "
-            f"so data_root would be ignored. Use a set that reads data ({with_data}) or set "
-            "dataset=<name>.")
+            f"{', '.join(selected)} (every {' / '.join(DATASET_PARAMETERS)} names built-in "
+            f"data only: 'embedded', synthetic or emoji sets), so data_root would be ignored. "
+            f"Use a set that reads data ({with_data}) or set datasets=[<name>, ...].")
     return plan
+
+
+def _paper_names(value: Any) -> list[str]:
+    """The paper datasets (read from ``data_root``) a dataset parameter's value names: every
+    name but ``"embedded"`` and the embedded sets and suites."""
+    from isoclip.data.suites import is_embedded
+
+    names = value if isinstance(value, list) else [value]
+    return [n for n in names
+            if isinstance(n, str) and n != "embedded" and not is_embedded(n)]
+
+
+def _check_dataset_names(param: str, value: Any, where: str) -> None:
+    """Every paper dataset ``value`` names is registered and of ``param``'s modality."""
+    from isoclip.data.registry import available_datasets
+
+    modality = _DATASET_MODALITY[param]
+    known = [i.name for i in available_datasets(modality)]
+    others = {i.name for i in available_datasets()} - set(known)
+    for name in _paper_names(value):
+        if name not in known:
+            what = (("a text set" if modality == "image" else "an image set") if name in others
+                    else "not a registered dataset")
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            raise ParameterError(
+                f"{where}: parameter {param!r}: {name!r} is {what}; {modality} sets: "
+                f"{', '.join(known)} (or the embedded sets). Close matches: {close or 'none'}")
 
 
 def _reads_data(data: dict[str, Any]) -> bool:
     sets = [data.get("common") or {}, *((data.get("notebooks") or {}).values())]
-    return any((s or {}).get(d) not in (None, "embedded") for s in sets
-               for d in DATASET_PARAMETERS)
+    return any(_paper_names((s or {}).get(d)) for s in sets for d in DATASET_PARAMETERS)
 
 
 def main(argv: list[str] | None = None) -> int:

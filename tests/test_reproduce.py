@@ -207,3 +207,71 @@ def test_fake_root_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (tmp_path / "CoOp" / "dtd").is_dir() and (tmp_path / "nocaps").is_dir()
     with pytest.raises(SystemExit):
         fakes.main([str(tmp_path), "nope"])
+
+
+# -- dataset parameters checked before any notebook runs ----------------------------------------
+
+_CHAPTER = '''---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+# A chapter
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+model = "embedded"      # "embedded" or an open_clip name
+data_root = None        # folder of the datasets, None: embedded only
+datasets = ["synthetic", "emoji"]        # image sets
+text_datasets = ["synthetic", "emoji"]   # caption sets
+```
+'''
+
+
+@pytest.fixture
+def chapter_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A notebooks folder holding one chapter with the list parameters, and two sets."""
+    import isoclip.notebooks as nb
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "07_chapter.md").write_text(_CHAPTER)
+    (tmp_path / "params" / "default.yaml").write_text("common: {}\n")
+    (tmp_path / "params" / "paper.yaml").write_text(
+        "common:\n  model: ViT-B-32\n  datasets: [cub2011, roxford5k]\n"
+        "  text_datasets: [coco_text]\n")
+    monkeypatch.setattr(nb, "NOTEBOOK_DIR", tmp_path)
+    monkeypatch.setattr(nb, "PARAMS_DIR", tmp_path / "params")
+    return tmp_path
+
+
+def test_embedded_lists_with_data_root_are_an_error(chapter_dir: Path) -> None:
+    from isoclip.notebooks import ParameterError, check_parameters
+
+    with pytest.raises(ParameterError, match=r"reads no data.*\['paper'\]"):
+        check_parameters("default", overrides={"data_root": "/data"})
+    with pytest.raises(ParameterError, match="reads no data"):  # embedded sets are no data
+        check_parameters("default", overrides={"data_root": "/data",
+                                               "datasets": ["synthetic/world", "emoji/all"]})
+    plan = check_parameters("paper", overrides={"data_root": "/data"})
+    assert plan["07_chapter"]["datasets"] == ["cub2011", "roxford5k"]
+    # narrowing (make reproduce DATASETS=...) replaces the set's list
+    plan = check_parameters("paper", overrides={"data_root": "/data", "datasets": ["dtd"]})
+    assert plan["07_chapter"]["datasets"] == ["dtd"]
+    assert plan["07_chapter"]["text_datasets"] == ["coco_text"]
+    # one paper dataset among embedded ones reads data
+    check_parameters("default", overrides={"data_root": "/d", "text_datasets": ["nocaps_text"]})
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"datasets": ["cub2011", "cub_2011"]}, r"'cub_2011' is not a registered.*cub2011"),
+    ({"datasets": ["coco_text"]}, r"'datasets': 'coco_text' is a text set; image sets"),
+    ({"text_datasets": ["oxford_pets"]}, r"'text_datasets': 'oxford_pets' is an image set"),
+])
+def test_unknown_or_wrong_modality_datasets_are_named(chapter_dir: Path, override: dict,
+                                                      match: str) -> None:
+    from isoclip.notebooks import ParameterError, check_parameters
+
+    with pytest.raises(ParameterError, match=match) as e:
+        check_parameters("paper", overrides={"data_root": "/data", **override})
+    assert str(e.value).startswith("--set: 07_chapter")
