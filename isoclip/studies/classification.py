@@ -1,22 +1,46 @@
 """Classification with intra-modal and inter-modal classifiers: zero-shot, NCM and
 iso-NCM on the same images, with paired intervals (IsoCLIP's NCM table; Cross the
 Gap's zero-shot through OTI).
+
+* :func:`classification_study`: the classifiers on one synthetic world (the chapter's detailed
+  analysis of the whole world).
+* :func:`classification_suite`: the paper's table (IsoCLIP Sec. 5, classification; official
+  ``src/classification/zero_shot_classification.py`` with ``--eval-type zeroshot / ncm /
+  iso_ncm``) over a list of registered sets, one row per set:
+  prototypes from the set's training split, accuracy on its test split
+  (:func:`isoclip.data.classification.load_classification`), zero-shot with the set's class
+  prompts, NCM on projected features, iso-NCM on the isotropic band under several band rules,
+  and zero-shot through OTI (Cross the Gap, ``ZeroShotOTI`` of its
+  ``src/classification/trainers.py``) on the inverted test images. Every classifier is scored
+  per test image, so averages over sets come with paired intervals
+  (:func:`classification_table`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 from torch import Tensor
 
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import cosine_logits
-from isoclip.evaluate.stats import compare_accuracy, correct_top1
+from isoclip.evaluate.stats import compare_accuracy, correct_top1, integer_labels
+from isoclip.method.bands import Band
+from isoclip.method.operator import SVD
+from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.models.features import image_features, zero_shot_weights
 from isoclip.models.loading import ModelBundle
 
-__all__ = ["classification_study", "ncm_correct"]
+__all__ = ["CLASSIFIERS", "GAINS", "OTI_ZERO_SHOT", "ClassificationSuite", "SetClassification",
+           "SetInputs", "average_accuracy_gain", "classification_study",
+           "classification_suite", "classification_table", "classify_set", "default_stride",
+           "iso_ncm_sweep", "ncm_correct", "sweep_grid"]
 
 
 def ncm_correct(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any, *,
@@ -51,7 +75,6 @@ def classification_study(bundle: ModelBundle, world: SyntheticWorld, bands: dict
     """
     from isoclip.evaluate.stats import balanced_subset
     from isoclip.method.bands import iso_projectors
-    from isoclip.method.projectors import get_projectors
 
     train_labels = np.array(world.train.labels)
     idx = balanced_subset(train_labels, train_per_class, subset_seed).numpy()
@@ -71,3 +94,400 @@ def classification_study(bundle: ModelBundle, world: SyntheticWorld, bands: dict
                                                     project=iso.project_image, n_classes=c)
     table = compare_accuracy(correct, baseline="NCM", n_boot=n_boot, seed=subset_seed)
     return {"table": table, "correct": correct, "n_train": len(idx), "weights": weights}
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's classification table over a list of sets
+
+#: Classifiers scored on every test image of a set, in table order. ``iso-NCM (paper)`` uses
+#: the paper's image band of the backbone, or the ViT-B/32 band scaled to the model's rank
+#: (:func:`isoclip.studies.verdicts.paper_band`); ``held-out``: the best band of the sweep
+#: chosen on the even test images scores the odd ones and vice versa; ``oracle``: the best
+#: band on all test images (an upper bound, never a verdict).
+CLASSIFIERS = ("zero-shot", "NCM", "iso-NCM (automatic)", "iso-NCM (paper)",
+               "iso-NCM (held-out)", "iso-NCM (oracle)")
+#: Zero-shot through OTI (Cross the Gap): scored on the inverted test images only (NaN on
+#: the others), compared with zero-shot on the same images.
+OTI_ZERO_SHOT = "zero-shot via OTI"
+
+
+@dataclass
+class SetClassification:
+    """One set's classifiers, per test image.
+
+    Attributes:
+        name: the set's registry name.
+        n_train: training images of the prototypes; n_classes: classes of the set.
+        correct: classifier (:data:`CLASSIFIERS`, :data:`OTI_ZERO_SHOT`) -> [N] float64
+            correctness in percent (100 = right), NaN where the classifier did not score the
+            image (zero-shot without prompts; images not inverted by OTI).
+        bands: ``"automatic"``, ``"paper"``, ``"oracle"``, ``"held-out (even)"`` (chosen on
+            the even test images, scores the odd ones), ``"held-out (odd)"``.
+        meta: table descriptors (:func:`isoclip.studies.suite.set_meta`).
+    """
+
+    name: str
+    n_train: int
+    n_classes: int
+    correct: dict[str, Tensor]
+    bands: dict[str, Band]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_test(self) -> int:
+        return int(next(iter(self.correct.values())).shape[0])
+
+    def accuracy(self, method: str) -> float:
+        """Top-1 accuracy (%) of ``method`` over the images it scored (NaN: none)."""
+        v = self.correct[method]
+        ok = ~torch.isnan(v)
+        return float(v[ok].mean()) if bool(ok.any()) else math.nan
+
+
+def sweep_grid(dec: SVD, P: Projectors, stride: int) -> list[Band]:
+    """The bands of the held-out sweep: k_top and k_bottom in steps of ``stride`` below
+    rank = min(r, d), the r − rank null directions of Ψ always dropped (the grid of
+    :func:`isoclip.studies.suite.evaluate_set`)."""
+    from isoclip.selection.sweep import grid_bands
+
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
+    rank = min(dec.r, P.d)
+    null = dec.r - rank
+    return grid_bands(dec.r, range(0, rank, stride), range(null, null + rank, stride))
+
+
+def iso_ncm_sweep(P: Projectors, train_pre: Tensor, train_labels: Any, test_pre: Tensor,
+                  test_labels: Any, bands: Sequence[Band], *, n_classes: int | None = None,
+                  dec: SVD | None = None) -> Tensor:
+    """[B, N] per-test-image correctness (percent) of iso-NCM under every band (IsoCLIP Sec.
+    5, official ``IsoNCM``; notation page, eq-iso-ncm).
+
+    The prototypes are the class means of the unnormalised pre-projection ``train_pre``
+    [M, d_i]; a band's image projector is affine, so it maps a mean to the mean of the
+    projections and the band's logits are the cosines of the projected test features
+    ``test_pre`` [N, d_i] with the projected prototypes: one
+    :class:`isoclip.selection.sweep.BandScorer` (coordinates in Ψ's singular basis computed
+    once) gives every band without re-projecting. Equal to :func:`ncm_correct` with
+    ``iso_projectors(P, band).project_image`` up to float round-off.
+    """
+    from isoclip.evaluate.classification import ncm_prototypes
+    from isoclip.selection.sweep import BandScorer
+
+    protos = ncm_prototypes(train_pre, train_labels, n_classes)
+    y = integer_labels(test_labels)
+    scorer = BandScorer(P, test_pre, protos, "image", dec, dtype=torch.float64)
+    out = torch.empty(len(bands), test_pre.shape[0], dtype=torch.float64)
+    for i, band in enumerate(bands):
+        out[i] = correct_top1(scorer.scores(band), y)
+    return out
+
+
+@dataclass
+class SetInputs:
+    """Features and labels of one set for :func:`classify_set`.
+
+    Attributes:
+        train_pre, train: [M, d_i] pre-projection and [M, d] projected training features.
+        test_pre, test: [N, d_i], [N, d] of the test images.
+        train_labels, test_labels: [M], [N] class indices in ``[0, n_classes)``.
+        n_classes: C.
+        weights: [C, d] zero-shot class weights (None: no zero-shot classifier).
+        inverted: ``(rows [n], features [n, d])``: test rows inverted by OTI and their OTI
+            (text-side) features, or None.
+    """
+
+    train_pre: Tensor
+    train: Tensor
+    test_pre: Tensor
+    test: Tensor
+    train_labels: Any
+    test_labels: Any
+    n_classes: int
+    weights: Tensor | None = None
+    inverted: tuple[Tensor, Tensor] | None = None
+
+
+def classify_set(P: Projectors, x: SetInputs, *, auto_band: Band, paper_band: Band,
+                 dec: SVD | None = None, stride: int = 2, name: str = "") -> SetClassification:
+    """Every classifier of :data:`CLASSIFIERS` (and zero-shot via OTI when ``x.inverted`` is
+    given) on the test images of one set.
+
+    Args:
+        P: the model's projectors; ``dec = svd(P)`` if already computed.
+        x: the set's features and labels.
+        auto_band, paper_band: the bands of ``iso-NCM (automatic)`` and ``iso-NCM (paper)``.
+        stride: grid step of the held-out / oracle sweep (:func:`sweep_grid`).
+        name: the set's name.
+
+    Raises:
+        ValueError: fewer than 2 test images, a class without a training image, or a bad
+            stride.
+    """
+    from isoclip.method.operator import svd
+
+    dec = svd(P) if dec is None else dec
+    n = int(x.test.shape[0])
+    if n < 2:
+        raise ValueError(f"test: expected at least 2 test images (held-out band), got {n}")
+    ytr, yte = integer_labels(x.train_labels), integer_labels(x.test_labels)
+    c = x.n_classes
+    nan = torch.full((n,), math.nan, dtype=torch.float64)
+    correct: dict[str, Tensor] = {
+        "zero-shot": nan.clone() if x.weights is None else correct_top1(
+            cosine_logits(x.test, x.weights), yte),
+        "NCM": ncm_correct(x.train, ytr, x.test, yte, n_classes=c)}
+    grid = sweep_grid(dec, P, stride)
+    fixed = iso_ncm_sweep(P, x.train_pre, ytr, x.test_pre, yte, [auto_band, paper_band, *grid],
+                          n_classes=c, dec=dec)
+    correct["iso-NCM (automatic)"], correct["iso-NCM (paper)"] = fixed[0], fixed[1]
+    acc = fixed[2:]  # [B, N]
+    every = torch.arange(n)
+    bands: dict[str, Band] = {"automatic": auto_band, "paper": paper_band}
+    heldout = nan.clone()
+    for label, chooser, scored in (("held-out (even)", every[0::2], every[1::2]),
+                                   ("held-out (odd)", every[1::2], every[0::2])):
+        b = int(torch.argmax(acc[:, chooser].mean(1)))
+        heldout[scored] = acc[b, scored]
+        bands[label] = grid[b]
+    oracle = int(torch.argmax(acc.mean(1)))
+    bands["oracle"] = grid[oracle]
+    correct["iso-NCM (held-out)"] = heldout
+    correct["iso-NCM (oracle)"] = acc[oracle]
+    oti = nan.clone()
+    if x.inverted is not None and x.weights is not None and len(x.inverted[0]):
+        rows = torch.as_tensor(x.inverted[0], dtype=torch.long)
+        oti[rows] = correct_top1(cosine_logits(x.inverted[1].float(), x.weights), yte[rows])
+    correct[OTI_ZERO_SHOT] = oti
+    return SetClassification(name=name, n_train=int(x.train.shape[0]), n_classes=c,
+                             correct=correct, bands=bands)
+
+
+@dataclass
+class ClassificationSuite:
+    """:func:`classification_suite`'s output.
+
+    Attributes:
+        results: one :class:`SetClassification` per set, in the order asked.
+        bundles: model label -> the model that classified its sets.
+        stride: the sweep's grid step per model label.
+    """
+
+    results: list[SetClassification]
+    bundles: dict[str, ModelBundle]
+    stride: dict[str, int]
+
+
+def default_stride(rank: int, steps: int = 32) -> int:
+    """Grid step giving about ``steps`` values of k_top (and k_bottom) below ``rank``: 2 for
+    the tiny models' rank 64, 16 for ViT-B/32's 512."""
+    return max(1, rank // steps)
+
+
+def _whole_inputs(bundle: ModelBundle, name: str, data_root: Any, config: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """Features of a whole set's test and training images (cached on disk by the feature
+    cache), with the whole set's test labels (for the inversion subset)."""
+    from isoclip.data.classification import load_classification
+
+    data = load_classification(name, data_root, **config)
+    return {"test_pre": image_features(bundle, data.test, "preproj", progress=False),
+            "test": image_features(bundle, data.test, "projected", progress=False),
+            "train_pre": image_features(bundle, data.train, "preproj", progress=False),
+            "train": image_features(bundle, data.train, "projected", progress=False),
+            "test_labels": data.test.labels}
+
+
+def classification_suite(datasets: str | Sequence[str], *, model: str = "embedded",
+                         pretrained: str | None = None, data_root: Any = None,
+                         device: str = "cpu", world: Any = None, train: Any = None,
+                         stride: int | None = None, inversion: Any = None,
+                         progress: bool = False) -> ClassificationSuite:
+    """The classification rows of every set of ``datasets`` (suites expanded): zero-shot,
+    NCM, iso-NCM (automatic, paper, held-out, oracle bands) and zero-shot via OTI.
+
+    Args:
+        datasets: names or suites (:func:`isoclip.data.registry.datasets_list`), e.g.
+            ``["synthetic", "emoji"]`` or the paper's ``["oxford_pets", "dtd"]``
+            (:data:`isoclip.data.classification.CLASSIFICATION_DATASETS`).
+        model, pretrained, device: ``"embedded"`` classifies each embedded set with its own
+            family's model (:func:`isoclip.training.embedded.model_for_set`: the default tiny
+            model for the synthetic sets, the emoji model for the emoji sets); an open_clip
+            name classifies every set with that model.
+        data_root: folder of the paper's datasets (only for those).
+        world, train: the synthetic world and the default model's training (None: the
+            book's defaults).
+        stride: grid step of the held-out sweep (None: :func:`default_stride` of the rank).
+        inversion: :class:`isoclip.studies.suite.InversionSettings` of zero-shot via OTI
+            (its image per-class budgets; None: no OTI). The inversion of a whole set's test
+            images is :func:`isoclip.studies.suite.suite_study`'s (same cache entries), shared
+            by its slices.
+
+    Raises:
+        ValueError: unknown names, sets without a train/test split, or bad arguments.
+    """
+    from isoclip.data import suites
+    from isoclip.data.classification import load_classification
+    from isoclip.data.registry import datasets_list
+    from isoclip.method.operator import svd
+    from isoclip.selection.rules import select_band
+    from isoclip.studies.suite import SetFeatures, _invert_whole, _positions, set_meta
+    from isoclip.studies.verdicts import paper_band
+    from isoclip.training import embedded as emb
+
+    world = emb.DEFAULT_WORLD if world is None else world
+    train = emb.DEFAULT_TRAIN if train is None else train
+    config = {"world": world}
+    names = datasets_list(datasets if isinstance(datasets, str) else list(datasets), **config)
+    bundles: dict[str, ModelBundle] = {}
+    models: dict[str, tuple[Projectors, SVD, Band, Band, int]] = {}
+    wholes: dict[tuple[str, str], dict[str, Any]] = {}
+    results = []
+    for name in names:
+        key = emb.model_for_set(name, model)
+        if key not in bundles:
+            bundles[key] = emb.resolve_model(key, pretrained, device=device, world=world,
+                                             train=train, progress=progress)
+            P = get_projectors(bundles[key].model)
+            dec = svd(P)
+            r = dec.r
+            step = default_stride(min(r, P.d)) if stride is None else stride
+            models[key] = (P, dec, select_band(P, "isotropy", dec=dec),
+                           paper_band(model, pretrained, "image", r).band, step)
+        bundle = bundles[key]
+        P, dec, auto, paper, step = models[key]
+        meta = set_meta(name, key, **config)
+        whole = suites.whole_set(name)
+        if (key, whole) not in wholes:
+            w = _whole_inputs(bundle, whole, data_root, config)
+            per = {} if inversion is None else inversion.per_class.get(meta["family"], {})
+            w["inverted"] = None
+            if "image" in per:
+                feats = SetFeatures(w["test_pre"], w["train_pre"], w["test"], w["train"])
+                w["inverted"] = _invert_whole(bundle, feats, w["test_labels"], "image",
+                                              int(per["image"]), inversion, meta["family"])
+            wholes[(key, whole)] = w
+        w = wholes[(key, whole)]
+        data = load_classification(name, data_root, **config)
+        if name == whole:
+            rows = {"query": np.arange(len(data.test)), "calibration": np.arange(len(data.train))}
+        else:
+            rows = suites.rows_in_whole(name, "image", **config)
+        q, t = torch.as_tensor(rows["query"]), torch.as_tensor(rows["calibration"])
+        inverted = None
+        if w["inverted"] is not None:
+            pos, js = _positions(w["inverted"][0], rows["query"])
+            inverted = (pos, w["inverted"][1][js])
+        weights = (None if data.prompts is None
+                   else zero_shot_weights(bundle, data.prompts, progress=False))
+        x = SetInputs(train_pre=w["train_pre"][t], train=w["train"][t], test_pre=w["test_pre"][q],
+                      test=w["test"][q], train_labels=data.train.labels,
+                      test_labels=data.test.labels, n_classes=data.n_classes, weights=weights,
+                      inverted=inverted)
+        res = classify_set(P, x, auto_band=auto, paper_band=paper, dec=dec, stride=step,
+                           name=name)
+        res.meta = {**meta, "n_classes": data.n_classes}
+        results.append(res)
+    return ClassificationSuite(results=results, bundles=bundles,
+                               stride={k: v[4] for k, v in models.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# tables and averages
+
+
+def _as_set_results(results: Sequence[SetClassification]) -> list[Any]:
+    """The sets as :class:`isoclip.studies.suite.SetResult` whose per-query values are the
+    per-image correctness, so that the suite's stratified average and its interval apply
+    unchanged."""
+    from isoclip.studies.suite import SetResult
+
+    return [SetResult(name=r.name, modality="image", n_query=r.n_test, n_gallery=r.n_train,
+                      same_split=False, ap=r.correct, bands=r.bands, meta=r.meta)
+            for r in results]
+
+
+def average_accuracy_gain(results: Sequence[SetClassification], method: str,
+                          baseline: str = "NCM", *, n_boot: int = 2000, seed: int = 0
+                          ) -> dict[str, float]:
+    """The mean over sets of ``method``'s accuracy gain over ``baseline`` (points; each set
+    weighs the same, as the paper's average over datasets), with a 95 % bootstrap interval
+    that resamples the test images within each set, paired
+    (:func:`isoclip.studies.suite.average_gain`). Images one of the two did not score
+    (NaN) are left out of that set.
+
+    Returns:
+        ``delta``, ``lo``, ``hi`` (points), ``n_sets``.
+    """
+    from isoclip.studies.suite import average_gain
+
+    return average_gain(_as_set_results(results), method, baseline, n_boot=n_boot, seed=seed)
+
+
+#: The comparisons of the table: (column, classifier, baseline).
+GAINS = (("Δ iso-NCM (held-out) − NCM", "iso-NCM (held-out)", "NCM"),
+         ("Δ iso-NCM (automatic) − NCM", "iso-NCM (automatic)", "NCM"),
+         ("Δ zero-shot via OTI − zero-shot", OTI_ZERO_SHOT, "zero-shot"))
+
+
+def classification_table(results: Sequence[SetClassification], *, n_boot: int = 2000,
+                         seed: int = 0) -> pd.DataFrame:
+    """One row per set (in order), then per family the mean over its fine-grained sets; the
+    whole sets stay rows of their own, never averaged in (as
+    :func:`isoclip.studies.suite.suite_table`).
+
+    Columns: ``set`` (row label), ``name``, ``family``, ``kind`` (``"fine-grained"``,
+    ``"whole"``, ``"average"``, ``"dataset"``), ``classes``, ``n`` (test images), ``train``,
+    every classifier of :data:`CLASSIFIERS` and :data:`OTI_ZERO_SHOT` (top-1 %), ``oti_n``
+    (images inverted), ``zs_on_oti`` (zero-shot on those images), and for each of
+    :data:`GAINS` its point estimate, ``lo`` and ``hi`` (95 % paired bootstrap over the test
+    images; stratified over the sets for an average). Paper datasets form the family
+    ``"paper"``, whose average is over all of them.
+    """
+    from isoclip.evaluate.stats import paired_bootstrap
+
+    def gains(sets: Sequence[SetClassification]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for col, m, b in GAINS:
+            ok = [r for r in sets if bool((~torch.isnan(r.correct[m])
+                                          & ~torch.isnan(r.correct[b])).any())]
+            if len(ok) < len(sets) or not ok:
+                out.update({col: math.nan, f"{col} lo": math.nan, f"{col} hi": math.nan})
+                continue
+            if len(sets) == 1:
+                d = paired_bootstrap(sets[0].correct[b], sets[0].correct[m], n_boot=n_boot,
+                                     seed=seed)
+            else:
+                d = average_accuracy_gain(sets, m, b, n_boot=n_boot, seed=seed)
+            out.update({col: d["delta"], f"{col} lo": d["lo"], f"{col} hi": d["hi"]})
+        return out
+
+    def zs_on_oti(r: SetClassification) -> float:
+        ok = ~torch.isnan(r.correct[OTI_ZERO_SHOT])
+        return float(r.correct["zero-shot"][ok].mean()) if bool(ok.any()) else math.nan
+
+    rows = []
+    for r in results:
+        fine = r.meta.get("fine_grained")
+        kind = "fine-grained" if fine else "whole" if fine is False else "dataset"
+        rows.append({"set": r.meta.get("label", r.name), "name": r.name,
+                     "family": r.meta.get("family", ""), "kind": kind, "classes": r.n_classes,
+                     "n": r.n_test, "train": r.n_train,
+                     **{m: r.accuracy(m) for m in (*CLASSIFIERS, OTI_ZERO_SHOT)},
+                     "oti_n": int((~torch.isnan(r.correct[OTI_ZERO_SHOT])).sum()),
+                     "zs_on_oti": zs_on_oti(r), **gains([r])})
+    df = pd.DataFrame(rows)
+    avg_rows = []
+    for fam in dict.fromkeys(df["family"]):
+        sets = [r for r, row in zip(results, rows)
+                if row["family"] == fam and row["kind"] in ("fine-grained", "dataset")]
+        if len(sets) < 2:
+            continue
+        part = df[df["name"].isin([r.name for r in sets])]
+        num = part[["classes", *CLASSIFIERS, OTI_ZERO_SHOT, "zs_on_oti"]].mean()
+        label = "fine-grained sets" if fam != "paper" else "datasets"
+        avg_rows.append({"set": f"average ({len(sets)} {label})", "name": "", "family": fam,
+                         "kind": "average", **num.to_dict(), "n": int(part["n"].sum()),
+                         "train": int(part["train"].sum()), "oti_n": int(part["oti_n"].sum()),
+                         **gains(sets)})
+    return pd.concat([df, pd.DataFrame(avg_rows)], ignore_index=True) if avg_rows else df
