@@ -5,7 +5,7 @@ only-bottom, random band), on the same queries with paired intervals.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,10 +35,98 @@ ABLATION_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
+def ablation_ap(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
+                gallery_labels: Any, band: Any, modality: Modality, *,
+                seeds: Sequence[int] = (0, 1, 2, 3, 4), eps: float | None = None,
+                same_split: bool = False,
+                ap_of: Callable[[Tensor, Tensor], Tensor] | None = None
+                ) -> tuple[dict[str, Tensor], list[float]]:
+    """Per-query AP (percent) of every ablation of :data:`ABLATION_ROWS` for one modality.
+
+    Args:
+        P, query, gallery, query_labels, gallery_labels, band, modality, seeds, eps: as in
+            :func:`ablation_metrics`.
+        same_split: query i is gallery item i (all→all, CUB): removed from its own ranking.
+        ap_of: ``(query', gallery') -> [Nq]`` per-query AP in percent of transformed features
+            (default: :func:`isoclip.evaluate.retrieval.query_metrics` with the labels and
+            ``same_split``); e.g. a revisited Oxford/Paris setting (:func:`revisited_ap`).
+
+    Returns:
+        ``(ap, random_means)``: key -> [Nq] float64 AP (NaN: no relevant item; the random band
+        averaged over the seeds, query by query) and the random band's mAP of each seed.
+
+    Raises:
+        ValueError: no seeds, or the errors of
+            :func:`isoclip.baselines.whitening.ablation_transforms`.
+    """
+    import torch
+
+    from isoclip.baselines.whitening import (
+        ZCA_EPS,
+        ablation_transforms,
+        projected,
+        random_band_projectors,
+    )
+    from isoclip.evaluate.retrieval import query_metrics
+    from isoclip.method.bands import Band, iso_projectors
+
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed for the random band")
+    transforms = dict(ablation_transforms(P, band, modality, eps=ZCA_EPS if eps is None else eps))
+    transforms["full_band"] = projected(iso_projectors(P, Band(0, 0)), modality)
+
+    def ap(q: Tensor, g: Tensor) -> Tensor:
+        if ap_of is not None:
+            return ap_of(q, g)
+        return 100.0 * query_metrics(q, g, query_labels, gallery_labels, same_split)["mAP"]
+
+    out: dict[str, Tensor] = {}
+    means: list[float] = []
+    for key, _ in ABLATION_ROWS:
+        if key == "random_band":
+            per_seed = [ap(*projected(random_band_projectors(P, band, s), modality)(query, gallery))
+                        for s in seeds]
+            means = [float(np.nanmean(a.numpy())) for a in per_seed]
+            out[key] = torch.stack(per_seed).mean(0)
+        else:
+            out[key] = ap(*transforms[key](query, gallery))
+    return out, means
+
+
+def ablation_rows(ap: Mapping[str, Tensor], random_means: Sequence[float], band: Any, r: int,
+                  modality: Modality, *, n_boot: int = 2000, boot_seed: int = 0
+                  ) -> pd.DataFrame:
+    """The table rows of :func:`ablation_metrics` from per-query AP (:func:`ablation_ap`):
+    mAP (the random band: mean and sample sd over its seeds), and the paired difference with
+    CLIP with its 95 % bootstrap interval over the queries."""
+    from isoclip.evaluate.stats import paired_bootstrap
+
+    kept = band.kept(r)
+    bands = {"drop_top_only": (f"({band.k_top}, 0)", r - band.k_top),
+             "drop_bottom_only": (f"(0, {band.k_bottom})", r - band.k_bottom),
+             "random_band": (f"random {kept}-dim", kept), "full_band": ("(0, 0)", r),
+             "isoclip": (f"({band.k_top}, {band.k_bottom})", kept)}
+    rows = []
+    for key, label in ABLATION_ROWS:
+        per_query = ap[key]
+        values = list(random_means) if key == "random_band" else \
+            [float(np.nanmean(per_query.numpy()))]
+        diff = paired_bootstrap(ap["clip"], per_query, n_boot=n_boot, seed=boot_seed)
+        text, k = bands.get(key, ("", None))
+        rows.append({"modality": modality, "key": key, "method": label, "band": text,
+                     "kept": k, "mAP": float(np.mean(values)),
+                     "sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+                     "runs": len(values), "delta": diff["delta"], "lo": diff["lo"],
+                     "hi": diff["hi"]})
+    return pd.DataFrame(rows)
+
+
 def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
                      gallery_labels: Any, band: Any, modality: Modality, *,
                      seeds: Sequence[int] = (0, 1, 2, 3, 4), eps: float | None = None,
-                     n_boot: int = 2000, boot_seed: int = 0) -> pd.DataFrame:
+                     n_boot: int = 2000, boot_seed: int = 0, same_split: bool = False,
+                     ap_of: Callable[[Tensor, Tensor], Tensor] | None = None) -> pd.DataFrame:
     """mAP of every ablation of :data:`ABLATION_ROWS` for one modality, and its paired
     difference with CLIP.
 
@@ -54,6 +142,7 @@ def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
         eps: relative ridge of the ZCA whitening (None: ``baselines.ZCA_EPS``).
         n_boot, boot_seed: bootstrap of the paired differences with CLIP
             (:func:`isoclip.evaluate.stats.paired_bootstrap` over the queries' AP).
+        same_split, ap_of: as in :func:`ablation_ap`.
 
     Returns:
         One row per ablation, in table order: ``modality, key, method, band, kept`` (number of
@@ -65,54 +154,10 @@ def ablation_metrics(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
     Raises:
         ValueError: no seeds, or the errors of :func:`isoclip.baselines.whitening.ablation_transforms`.
     """
-    import torch
-
-    from isoclip.baselines.whitening import (
-        ZCA_EPS,
-        Transform,
-        ablation_transforms,
-        projected,
-        random_band_projectors,
-    )
-    from isoclip.evaluate.retrieval import query_metrics
-    from isoclip.evaluate.stats import paired_bootstrap
-    from isoclip.method.bands import Band, iso_projectors
-
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds: expected at least one seed for the random band")
-    r = min(P.d_i, P.d_t)
-    kept = band.kept(r)
-    transforms = dict(ablation_transforms(P, band, modality, eps=ZCA_EPS if eps is None else eps))
-    transforms["full_band"] = projected(iso_projectors(P, Band(0, 0)), modality)
-    bands = {"drop_top_only": (f"({band.k_top}, 0)", r - band.k_top),
-             "drop_bottom_only": (f"(0, {band.k_bottom})", r - band.k_bottom),
-             "random_band": (f"random {kept}-dim", kept), "full_band": ("(0, 0)", r),
-             "isoclip": (f"({band.k_top}, {band.k_bottom})", kept)}
-
-    def ap(transform: Transform) -> Tensor:  # per-query AP in percent, NaN: no relevant item
-        return 100.0 * query_metrics(*transform(query, gallery), query_labels,
-                                     gallery_labels)["mAP"]
-
-    rows = []
-    clip_ap = ap(transforms["clip"])
-    for key, label in ABLATION_ROWS:
-        if key == "random_band":
-            per_seed = [ap(projected(random_band_projectors(P, band, s), modality))
-                        for s in seeds]
-            values = [float(np.nanmean(a.numpy())) for a in per_seed]
-            per_query = torch.stack(per_seed).mean(0)
-        else:
-            per_query = clip_ap if key == "clip" else ap(transforms[key])
-            values = [float(np.nanmean(per_query.numpy()))]
-        diff = paired_bootstrap(clip_ap, per_query, n_boot=n_boot, seed=boot_seed)
-        text, k = bands.get(key, ("", None))
-        rows.append({"modality": modality, "key": key, "method": label, "band": text,
-                     "kept": k, "mAP": float(np.mean(values)),
-                     "sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
-                     "runs": len(values), "delta": diff["delta"], "lo": diff["lo"],
-                     "hi": diff["hi"]})
-    return pd.DataFrame(rows)
+    ap, means = ablation_ap(P, query, gallery, query_labels, gallery_labels, band, modality,
+                            seeds=seeds, eps=eps, same_split=same_split, ap_of=ap_of)
+    return ablation_rows(ap, means, band, min(P.d_i, P.d_t), modality, n_boot=n_boot,
+                         boot_seed=boot_seed)
 
 
 def ablation_study(bundle: ModelBundle, world: SyntheticWorld, *, image_band: Any = None,

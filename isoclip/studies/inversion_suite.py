@@ -1,0 +1,290 @@
+"""Cross the Gap's intra-modal vs inter-modal comparison over a list of datasets (chapter 3).
+
+Cross the Gap (Mistretta et al., ICLR 2025, Sec. 4 and its retrieval tables; book notation
+page, eq-oti, eq-ovi) compares, per dataset, CLIP's intra-modal retrieval (image→image,
+text→text) with the inter-modal retrieval of the inverted query: OTI turns each query image
+into a text feature ranked against the gallery *images*, OVI each query caption into an image
+feature ranked against the gallery *texts*. :func:`inversion_suite` does it for every set of a
+chapter's ``datasets`` / ``text_datasets`` lists through :func:`isoclip.studies.suite.suite_study`
+(one model per set: the embedded families' own tiny models, or one real open_clip model), so
+the inversions, features and rows are the ones the other chapters read from the cache; the
+revisited Oxford / Paris sets (relevance: the revisitop ground truth) give Easy / Medium / Hard
+rows (IsoCLIP ``compute_roxford_rparis_metrics``).
+
+Every method of a row is scored on the *same* inverted queries (a class-balanced subset per
+set: :class:`isoclip.studies.suite.InversionSettings`), so differences are paired:
+CLIP (intra-modal), OTI / OVI (inter-modal), IsoCLIP with the label-free automatic band and
+with the held-out band (chosen on the other half of the queries), and the per-set
+mean-centring control. Averages over the fine-grained sets of a family (the paper's datasets
+for a real model; ROxf / RPar enter with their Medium setting) come with stratified paired
+bootstrap intervals (:func:`isoclip.studies.suite.average_gain`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from isoclip.common.types import Modality
+from isoclip.studies.suite import (
+    FAMILY_LABELS,
+    InversionSettings,
+    SetResult,
+    average_gain,
+    in_average,
+    suite_study,
+)
+
+__all__ = ["InversionSuite", "family_scope", "inversion_layout", "inversion_result_rows",
+           "inversion_suite", "inversion_table", "inversion_verdicts", "inverted_view"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the study
+
+@dataclass
+class InversionSuite:
+    """:func:`inversion_suite`'s output.
+
+    Attributes:
+        results: one :class:`SetResult` per (set, task[, revisitop setting]): image sets
+            first, in the order asked, then caption sets.
+        model, pretrained: what evaluated the sets (``"embedded"``: each embedded family's
+            own tiny model).
+        settings: the inversion settings.
+        bundles: model label -> the model.
+    """
+
+    results: list[SetResult]
+    model: str
+    pretrained: str | None
+    settings: InversionSettings
+    bundles: dict[str, Any] = field(default_factory=dict)
+
+
+def inversion_suite(datasets: str | Sequence[str], text_datasets: str | Sequence[str], *,
+                    model: str = "embedded", pretrained: str | None = None,
+                    data_root: Any = None, device: str = "cpu",
+                    inversion: InversionSettings | None = None, stride: int = 2,
+                    calibration_pairs: int = 1000, seed: int = 0,
+                    progress: bool = False) -> InversionSuite:
+    """CLIP, OTI / OVI, IsoCLIP and mean-centring on every image set of ``datasets`` and
+    every caption set of ``text_datasets`` (suites expanded).
+
+    Args:
+        datasets, text_datasets: registry names or suites
+            (:func:`isoclip.data.registry.datasets_list`).
+        model, pretrained, device, data_root: as in :func:`isoclip.studies.suite.suite_study`.
+        inversion: the OTI / OVI settings (query subsets, steps, seeds; None: the defaults,
+            chapter 3's).
+        stride, calibration_pairs, seed: as in :func:`isoclip.studies.suite.suite_study`.
+
+    Raises:
+        ValueError: unknown names, a caption set in ``datasets`` (or the reverse), or a
+            revisited set with the embedded model.
+    """
+    from isoclip.data.registry import datasets_list
+
+    inversion = InversionSettings() if inversion is None else inversion
+    common: dict[str, Any] = {"model": model, "pretrained": pretrained, "data_root": data_root,
+                              "device": device, "stride": stride,
+                              "calibration_pairs": calibration_pairs, "seed": seed,
+                              "inversion": inversion, "progress": progress}
+    results: list[SetResult] = []
+    bundles: dict[str, Any] = {}
+    tasks: tuple[tuple[str | Sequence[str], Modality], ...] = ((datasets, "image"),
+                                                              (text_datasets, "text"))
+    for names, modality in tasks:
+        listed = datasets_list(names if isinstance(names, str) else list(names), modality)
+        if listed:
+            study = suite_study(listed, modalities=(modality,), **common)
+            bundles.update(study.bundles)
+            results += study.results
+    return InversionSuite(results=results, model=model, pretrained=pretrained,
+                          settings=inversion, bundles=bundles)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+#: Methods of a row, scored on the inverted queries (the inversion's own column is added).
+ROW_METHODS = ("CLIP", "mean-centred", "IsoCLIP (automatic)", "IsoCLIP (held-out)")
+
+
+def inverted_view(r: SetResult) -> SetResult | None:
+    """The set restricted to its inverted queries: ``ap`` holds :data:`ROW_METHODS` and the
+    inversion (``"OTI"`` / ``"OVI"``) on those rows (None: nothing was inverted)."""
+    if r.inv_rows is None or r.inv_ap is None or r.inversion is None or not len(r.inv_rows):
+        return None
+    ap = {m: r.ap[m][r.inv_rows] for m in ROW_METHODS}
+    ap[r.inversion] = r.inv_ap
+    return replace(r, n_query=len(r.inv_rows), ap=ap, meta=dict(r.meta))
+
+
+def inversion_table(suite: InversionSuite, *, n_boot: int = 2000, seed: int = 0
+                    ) -> pd.DataFrame:
+    """One row per (task, set[, setting]) on its inverted queries, then per (task, family) the
+    average over its :func:`isoclip.studies.suite.in_average` sets with paired intervals.
+
+    Columns: ``task`` (``"image"`` / ``"text"``), ``family``, ``set``, ``name``, ``variant``,
+    ``kind`` (``"set"``, ``"whole"``, ``"average"``), ``in_average``, ``n`` (inverted
+    queries), ``n_sets``, ``inversion``, the mAP of :data:`ROW_METHODS` and of the inversion
+    (column ``"inverted"``), ``d_inv``, ``d_auto``, ``d_held``, ``d_centred`` (gains over CLIP
+    on the same queries) and, on average rows, ``<d>_lo`` / ``<d>_hi`` (95 % intervals).
+    """
+    rows: list[dict[str, Any]] = []
+    diffs = {"d_inv": None, "d_auto": "IsoCLIP (automatic)", "d_held": "IsoCLIP (held-out)",
+             "d_centred": "mean-centred"}
+    for task in ("image", "text"):
+        views = [(r, v) for r in suite.results if r.modality == task
+                 for v in [inverted_view(r)] if v is not None]
+        for fam in dict.fromkeys(v.meta.get("family", "") for _, v in views):
+            part = [v for _, v in views if v.meta.get("family", "") == fam]
+            for v in part:
+                inv = str(v.inversion)
+                row: dict[str, Any] = {
+                    "task": task, "family": fam, "set": str(v.meta.get("label", v.name)), "name": v.name,
+                    "variant": v.meta.get("protocol") or "",
+                    "kind": "whole" if v.meta.get("fine_grained") is False else "set",
+                    "in_average": in_average(v), "n": v.n_query, "n_sets": 1,
+                    "inversion": inv, **{m: v.mean(m) for m in ROW_METHODS},
+                    "inverted": v.mean(inv)}
+                for d, m in diffs.items():
+                    a, b = _paired_mean(v.ap["CLIP"], v.ap[m or inv])
+                    row[d] = b - a
+                rows.append(row)
+            avg = [v for v in part if in_average(v)]
+            if not avg:
+                continue
+            inv = str(avg[0].inversion)
+            sets = pd.DataFrame([r for r in rows if r["task"] == task and r["family"] == fam
+                                 and r["in_average"]])
+            row = {"task": task, "family": fam,
+                   "set": f"average ({len(avg)} {'datasets' if fam == 'paper' else 'fine-grained sets'})",
+                   "name": "", "variant": "", "kind": "average", "in_average": False,
+                   "n": int(sets["n"].sum()), "n_sets": len(avg), "inversion": inv,
+                   **{m: float(sets[m].mean()) for m in (*ROW_METHODS, "inverted")}}
+            for d, m in diffs.items():
+                g = average_gain(avg, m or inv, "CLIP", n_boot=n_boot, seed=seed)
+                row[d], row[f"{d}_lo"], row[f"{d}_hi"] = g["delta"], g["lo"], g["hi"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired_mean(a: Tensor, b: Tensor) -> tuple[float, float]:
+    ok = ~(torch.isnan(a) | torch.isnan(b))
+    if not bool(ok.any()):
+        return math.nan, math.nan
+    return float(a[ok].mean()), float(b[ok].mean())
+
+
+def inversion_layout(table: pd.DataFrame, task: str, *,
+                     paper: pd.DataFrame | None = None, decimals: int = 1) -> pd.DataFrame:
+    """One task of :func:`inversion_table` in the papers' layout: rows (family, set), columns
+    queries, CLIP, OTI / OVI, Δ, IsoCLIP automatic / held-out with their Δ, mean-centred with
+    its Δ; average rows give each Δ with its 95 % interval. ``paper``: the papers' reported
+    averages for the backbone (:func:`isoclip.studies.results.paper_averages`), added as a
+    row ``"reported by <paper>"`` (methods it does not report stay empty).
+    """
+    t = table[table["task"] == task]
+    inv = next((x for x in t["inversion"] if x), "OTI" if task == "image" else "OVI")
+
+    def delta(r: Mapping[str, Any], d: str) -> str:
+        v = r[d]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if r["kind"] == "average":
+            return f"{v:+.{decimals}f} [{r[d + '_lo']:+.{decimals}f}, {r[d + '_hi']:+.{decimals}f}]"
+        return f"{v:+.{decimals}f}"
+
+    def num(v: Any) -> str:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{decimals}f}"
+
+    rows = []
+    for r in t.to_dict("records"):
+        rows.append({("", "family"): FAMILY_LABELS.get(r["family"], r["family"]),
+                     ("", "set"): r["set"], ("", "queries"): str(int(r["n"])),
+                     ("", "CLIP"): num(r["CLIP"]), (inv, "mAP"): num(r["inverted"]),
+                     (inv, "Δ"): delta(r, "d_inv"),
+                     ("IsoCLIP automatic", "mAP"): num(r["IsoCLIP (automatic)"]),
+                     ("IsoCLIP automatic", "Δ"): delta(r, "d_auto"),
+                     ("IsoCLIP held-out", "mAP"): num(r["IsoCLIP (held-out)"]),
+                     ("IsoCLIP held-out", "Δ"): delta(r, "d_held"),
+                     ("mean-centred", "mAP"): num(r["mean-centred"]),
+                     ("mean-centred", "Δ"): delta(r, "d_centred")})
+    if paper is not None and len(paper):
+        for name, grp in paper.groupby("paper", sort=False):
+            vals = dict(zip(grp["method"], grp["value"]))
+            row = {k: "" for k in rows[0]} if rows else {}
+            row.update({("", "family"): FAMILY_LABELS["paper"],
+                        ("", "set"): f"reported by {name} (average)",
+                        ("", "CLIP"): num(vals.get("CLIP")), (inv, "mAP"): num(vals.get(inv)),
+                        ("IsoCLIP held-out", "mAP"): num(vals.get("IsoCLIP"))})
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.set_index([("", "family"), ("", "set")]).rename_axis(["", "set"])
+
+
+def family_scope(family: str, model: str, pretrained: str | None) -> str:
+    """The model a family's verdicts were measured on (:func:`isoclip.studies.verdicts.scope`
+    for a real model; the tiny default or emoji model for the embedded families)."""
+    from isoclip.studies.verdicts import scope
+
+    if model != "embedded":
+        return scope(model, pretrained)
+    return "on the emoji model trained here" if family == "emoji" else scope()
+
+
+def inversion_verdicts(table: pd.DataFrame, model: str, pretrained: str | None) -> str:
+    """One Markdown paragraph per (task, family) average: the inversion's and IsoCLIP's
+    (held-out band) gain over CLIP with their intervals, read off the intervals
+    (:func:`isoclip.studies.verdicts.change`), scoped to the model that was measured."""
+    from isoclip.studies.verdicts import change, reproduces
+
+    names = {"image": "image→image", "text": "text→text"}
+    out = []
+    for r in table[table["kind"] == "average"].to_dict("records"):
+        inv = r["inversion"]
+        where = family_scope(r["family"], model, pretrained)
+        v_inv = change(r["d_inv_lo"], r["d_inv_hi"])
+        v_iso = change(r["d_held_lo"], r["d_held_hi"])
+        v_auto = change(r["d_auto_lo"], r["d_auto_hi"])
+        fam = FAMILY_LABELS.get(r["family"], r["family"])
+        out.append(
+            f"**{names[r['task']]}, {fam}** ({r['set']}, {int(r['n'])} inverted queries): "
+            f"{inv} {v_inv} CLIP's intra-modal mAP {where} ({r['d_inv']:+.2f} points, 95 % "
+            f"interval {r['d_inv_lo']:+.2f} to {r['d_inv_hi']:+.2f}), so the average "
+            f"{reproduces(v_inv == 'raises')} Cross the Gap's gain; IsoCLIP with the held-out "
+            f"band {v_iso} it ({r['d_held']:+.2f}, {r['d_held_lo']:+.2f} to "
+            f"{r['d_held_hi']:+.2f}) and with the label-free automatic band {v_auto} it "
+            f"({r['d_auto']:+.2f}, {r['d_auto_lo']:+.2f} to {r['d_auto_hi']:+.2f}).")
+    return "\n\n".join(out) if out else "No set had inverted queries."
+
+
+def inversion_result_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Tidy rows of :func:`inversion_table`'s per-set rows for
+    :func:`isoclip.studies.results.write_result`: one per (set, setting, method), task
+    ``"image-image"`` / ``"text-text"``, metric ``"mAP"`` on the inverted queries."""
+    methods = {"CLIP": "CLIP", "inverted": None, "IsoCLIP (automatic)": "IsoCLIP (automatic)",
+               "IsoCLIP (held-out)": "IsoCLIP", "mean-centred": "mean-centred"}
+    out = []
+    for r in table[table["kind"] != "average"].to_dict("records"):
+        for col, method in methods.items():
+            v = r[col]
+            if v is None or (isinstance(v, float) and not np.isfinite(v)):
+                continue
+            row = {"dataset": r["name"], "task": f"{r['task']}-{r['task']}",
+                   "method": method or r["inversion"], "metric": "mAP", "value": float(v),
+                   "in_average": bool(r["in_average"]), "queries": int(r["n"])}
+            if r["variant"]:
+                row["variant"] = r["variant"]
+            out.append(row)
+    return out
