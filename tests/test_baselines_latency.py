@@ -32,6 +32,7 @@ from isoclip.studies.latency import (
     PAPER_RANK,
     default_band,
     latency_ratios,
+    latency_rows,
     measure_latency,
     summarize_latency,
 )
@@ -204,6 +205,12 @@ def test_measure_summarize_ratios(tiny: ModelBundle) -> None:
     iso_img = df[(df["method"] == "IsoCLIP") & (df["query"] == "image")].set_index("repeat")
     assert ratios["paired"].iloc[0] == pytest.approx(
         (iso_img["seconds"] / clip_img["seconds"]).median())
+
+    rows = latency_rows(summary)  # a result file's rows: one per (query, method)
+    assert [(r["dataset"], r["method"]) for r in rows] == [
+        (f"{q} query", m) for q, m in zip(summary["query"], summary["method"])]
+    assert [r["value"] for r in rows] == list(summary["per_query_ms"])
+    assert {r["task"] for r in rows} == {"latency"} and rows[2]["queries"] == 1
 
     as_run = summarize_latency(df[df["steps"] != 0], reported_steps={"OTI": 2, "OVI": 2})
     assert not as_run["extrapolated"].any()

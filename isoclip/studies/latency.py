@@ -68,7 +68,9 @@ __all__ = [
     "PAPER_RANK",
     "PAPER_STEPS",
     "default_band",
+    "latency_bundle",
     "latency_ratios",
+    "latency_rows",
     "measure_latency",
     "summarize_latency",
 ]
@@ -98,6 +100,30 @@ def default_band(r: int, modality: str) -> Band:
     paper = PAPER_BANDS[modality]
     scale = r / PAPER_RANK
     return Band(round(paper.k_top * scale), round(paper.k_bottom * scale))
+
+
+def latency_bundle(model: str = "embedded", pretrained: str | None = None, *,
+                   device: str = "auto", train_steps: int | None = None) -> ModelBundle:
+    """The model whose queries a latency chapter times: ``"embedded"`` = the book's default tiny
+    model (trained ``train_steps`` steps; None: its default), else the open_clip model
+    ``model`` with ``pretrained`` weights (None: random init) on ``device``."""
+    from isoclip.training import embedded
+
+    if model == "embedded":
+        return embedded.embedded_default(embedded.DEFAULT_WORLD,
+                                         embedded.train_config(steps=train_steps),
+                                         progress=False).bundle
+    return embedded.resolve_model(model, pretrained, device=device, progress=False)
+
+
+def latency_rows(summary: pd.DataFrame) -> list[dict[str, object]]:
+    """Tidy rows of a result file (:func:`isoclip.studies.results.write_result`) from
+    :func:`summarize_latency`: ``dataset`` = ``"<query> query"`` (a raw image or caption),
+    task ``"latency"``, ``method``, metric ``"ms per query"`` (at the reported steps) and
+    ``queries`` = the timed repeats."""
+    return [{"dataset": f"{row.query} query", "task": "latency", "method": row.method,
+             "metric": "ms per query", "value": float(row.per_query_ms),
+             "queries": int(row.repeats)} for row in summary.itertuples(index=False)]
 
 
 #: Row order of :func:`summarize_latency` within each query modality.
