@@ -446,7 +446,7 @@ def in_average(r: SetResult) -> bool:
     protocol); never a whole set."""
     if r.meta.get("fine_grained") is not None:
         return bool(r.meta["fine_grained"])
-    return r.meta.get("protocol", "M") == "M"
+    return bool(r.meta.get("protocol", "M") == "M")
 
 
 def family_averages(results: Sequence[SetResult], methods: Sequence[str] = METHODS[1:], *,
