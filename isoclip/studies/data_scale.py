@@ -4,15 +4,16 @@ Every model of the regime study (:mod:`isoclip.studies.regimes`) trains on one f
 ``C · n_train_per_class`` pairs; real CLIP sees hundreds of millions of distinct pairs. Here
 the same world and recipe train twice, once on the fixed ``train`` split
 (``TrainConfig(data="fixed")``) and once on a stream that renders fresh pairs for every batch
-(``TrainConfig(data="stream")``, :class:`isoclip.data.world.stream.TrainStream`). One long run
-per configuration keeps full weights at several steps (``TrainConfig.checkpoint_fracs``), and
-every kept step is evaluated with the regime study's full diagnostics
+(``TrainConfig(data="stream")``, :class:`isoclip.data.world.stream.TrainStream`), at the book's
+800 steps and at longer schedules, each length a run of its own. Every run keeps full weights
+at several steps (``TrainConfig.checkpoint_fracs``); the final step (and, where evaluated, the
+kept steps) carries the regime study's full diagnostics
 (:func:`isoclip.studies.regimes.evaluate_bundle`): the curves are gains and CLIP-likeness
 against the number of *distinct* pairs seen (``min(steps · batch, train set size)`` for the
 fixed set, ``steps · batch`` for the stream).
 
 A checkpoint inside a run is not the end of a shorter run: the learning rate follows the
-long run's cosine schedule and has not decayed at an intermediate step.
+run's cosine schedule and has not decayed at an intermediate step; hence one run per length.
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
       longest run of that series with results;
     - ``n_runs_final`` (runs with their final step evaluated), ``max_length`` (longest of
       them), ``train_seconds`` (summed training wall time of the data-scale runs, once per
-      run), ``n_picture`` (rows where all four :func:`picture_checks` hold), ``n_flat``,
+      run; the fixed 800-step runs come from the regime study), ``n_runs_own`` (those runs),
+      ``n_picture`` (rows where all four :func:`picture_checks` hold), ``n_flat``,
       ``n_top_band``, ``n_beats_centred`` (rows where that check holds), ``n_rows``,
       ``flat_min`` / ``flat_max`` over the rows;
     - ``scale_claim``: whether a stream row gains ``min_gain`` mAP or more over the whole
@@ -367,6 +369,7 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
     out["max_length"] = int(final_rows["length"].max()) if len(final_rows) else 0
     own = rows[rows["source"] == "data-scale"]
     out["train_seconds"] = float(own.groupby("run")["train_seconds"].first().astype(float).sum())
+    out["n_runs_own"] = int(own["run"].nunique())
     checks = pd.DataFrame([picture_checks(r, min_gain) for _, r in rows.iterrows()])
     out["n_rows"] = len(rows)
     out["n_picture"] = int(checks.all(axis=1).sum()) if len(checks) else 0
