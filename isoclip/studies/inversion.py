@@ -74,11 +74,13 @@ __all__ = [
     "InversionStudy",
     "Inverted",
     "balanced_subset",
+    "inversion_glue",
     "inversion_key_material",
     "inversion_study",
     "invert",
     "paired_bootstrap",
     "snapshot_curve",
+    "summary_table",
 ]
 
 #: Version of this module's inversion driver; bump when a change alters cached results.
@@ -468,3 +470,122 @@ def inversion_study(
                           curves=curves, zero_shot=zero_shot, deltas=deltas, oti=oti_run,
                           ovi=ovi_run, image_subset=si, text_subset=st,
                           image_band=image_band, text_band=text_band)
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 3's numbers in its prose
+
+def inversion_glue(study: InversionStudy, bundle: ModelBundle, world: SyntheticWorld | Any,
+                   *, subset_seed: int = 0) -> dict[str, Any]:
+    """Every value chapter 3's prose quotes about one :func:`inversion_study` (glue name ->
+    value): sizes and settings of the run, the retrieval of CLIP / OTI / OVI / IsoCLIP on the
+    inverted subsets with their paired intervals and verdicts (read off the intervals,
+    :mod:`isoclip.studies.verdicts`, scoped to the tiny model), the inverted features' cosine
+    to their targets against a real image-caption pair's, the mAP-vs-step curves and the
+    zero-shot classification through OTI.
+
+    Args:
+        study, bundle, world: the study and what it was run on.
+        subset_seed: the seed of the query subsets (reported).
+    """
+    from isoclip.studies import verdicts
+
+    n_cls = len(world.class_names)
+    g: dict[str, Any] = {
+        "n_classes": n_cls, "n_query": len(world.query), "n_gallery": len(world.gallery),
+        "n_text_query": len(world.text_query), "n_text_gallery": len(world.text_gallery),
+        "n_oti": len(study.image_subset), "n_ovi": len(study.text_subset),
+        "oti_per_class": len(study.image_subset) // n_cls,
+        "ovi_per_class": len(study.text_subset) // n_cls, "subset_seed": subset_seed,
+        "oti_steps": study.oti.hparams["steps"], "ovi_steps": study.ovi.hparams["steps"],
+        "R": study.oti.hparams["num_pseudo"], "P_patches": study.ovi.hparams["num_pseudo"],
+        "batch_size": study.oti.hparams["batch_size"],
+        "oti_seconds": study.oti.build_seconds, "ovi_seconds": study.ovi.build_seconds,
+        "oti_ms_per_query": 1e3 * study.oti.build_seconds / len(study.image_subset),
+        "ovi_ms_per_query": 1e3 * study.ovi.build_seconds / len(study.text_subset)}
+    for tag, subset, full in (("oti", study.image_subset, world.query),
+                              ("ovi", study.text_subset, world.text_query)):
+        g[f"subset_{tag}"] = ("a seeded class-balanced subset of" if len(subset) < len(full)
+                              else "all")
+    ret = study.retrieval.set_index(["task", "method"])
+    deltas = study.deltas.set_index("key")
+
+    def verdict(key: str) -> str:  # from the 95 % paired interval, not the point estimate
+        return verdicts.change(float(deltas.loc[key, "lo"]), float(deltas.loc[key, "hi"]))
+
+    ii, tt = "image→image", "text→text"
+    for task, tag, inv in ((ii, "img", "OTI"), (tt, "txt", "OVI")):
+        clip, inverted, iso = (float(ret.loc[(task, m), "mAP"]) for m in ("CLIP", inv, "IsoCLIP"))
+        g.update({f"{tag}_clip": clip, f"{tag}_inv": inverted, f"{tag}_iso": iso})
+        for which, key in (("inv", f"{tag}_{inv}"), ("iso", f"{tag}_IsoCLIP")):
+            for col in ("delta", "lo", "hi"):
+                g[f"{tag}_{which}_{col}"] = float(deltas.loc[key, col])
+            g[f"{tag}_{which}_verdict"] = verdict(key)
+        g[f"{tag}_inv_reproduced"] = verdicts.reproduces(verdict(f"{tag}_{inv}") == "raises")
+        g[f"{tag}_iso_vs_inv"] = "above" if iso > inverted else "below"
+        g[f"{tag}_headroom"] = 100.0 - clip
+    full_q = study.full_queries.set_index(["task", "method"])
+    g["img_clip_full"] = float(full_q.loc[(ii, "CLIP"), "mAP"])
+    g["txt_clip_full"] = float(full_q.loc[(tt, "CLIP"), "mAP"])
+    g["img_band"] = f"({study.image_band.k_top}, {study.image_band.k_bottom})"
+    g["txt_band"] = f"({study.text_band.k_top}, {study.text_band.k_bottom})"
+    g["verdict_scope"] = verdicts.scope()
+    g["txt_ceiling_note"] = (
+        ": the held-out captions name their class, so text→text retrieval in this world is close "
+        "to solved and no method can show much of a gain"
+        if verdicts.near_ceiling(float(ret.loc[(tt, "CLIP"), "mAP"])) else " for the methods below")
+    oti_cos, ovi_cos = float(study.oti.final_cos.mean()), float(study.ovi.final_cos.mean())
+    feats = world_features(bundle, world)
+    pair_cos = float(F.cosine_similarity(feats.query_images, feats.query_captions, dim=-1).mean())
+    above = min(oti_cos, ovi_cos) > pair_cos
+    g.update({"oti_final_cos": oti_cos, "ovi_final_cos": ovi_cos, "pair_cos": pair_cos,
+              "inv_vs_pair": "both higher than" if above else (
+                  "both lower than" if max(oti_cos, ovi_cos) < pair_cos else "on either side of"),
+              "inv_vs_pair_reading": (
+                  "Although produced by the other encoder, the inverted feature sits closer to "
+                  "its target than a real caption does: inversion crosses the modality gap "
+                  "instead of stopping on the other modality's side of it." if above else
+                  "The inversions do not get closer to their targets than real image-caption "
+                  "pairs are.")})
+    curves = study.curves
+    for inv, tag in (("OTI", "oti"), ("OVI", "ovi")):
+        c = curves[curves["method"] == inv].reset_index(drop=True)
+        curve = verdicts.inversion_curve(c["step"], c["mAP"])  # best, last, early peak
+        g.update({f"{tag}_best_step": curve.best_step, f"{tag}_best_map": curve.best_map,
+                  f"{tag}_last_step": curve.last_step, f"{tag}_last_map": curve.last_map,
+                  f"{tag}_step0_map": float(c.iloc[0]["mAP"]), f"{tag}_shape": curve.shape})
+        base = float(ret.loc[(ii if inv == "OTI" else tt, "CLIP"), "mAP"])
+        crossed = c[c["mAP"] > base]
+        g[f"{tag}_cross"] = (f"first exceeds CLIP's intra-modal mAP at step "
+                             f"{int(crossed['step'].iloc[0])}" if len(crossed)
+                             else "never exceeds CLIP's intra-modal mAP")
+        g[f"{tag}_early"] = verdicts.reproduces(curve.early_peak)
+    g["peak_min_drop"] = verdicts.PEAK_MIN_DROP
+    zs = study.zero_shot
+    if zs:
+        lo, hi = float(deltas.loc["zero_shot_OTI", "lo"]), float(deltas.loc["zero_shot_OTI", "hi"])
+        word = verdicts.change_of_accuracy(lo, hi)
+        g.update({"zs_n": zs["n_images"], "zs_clip": zs["clip_top1"], "zs_oti": zs["oti_top1"],
+                  "zs_delta": float(deltas.loc["zero_shot_OTI", "delta"]), "zs_lo": lo,
+                  "zs_hi": hi, "zs_verdict": word,
+                  "zs_reproduced": verdicts.reproduces(word == "drops"),
+                  "zs_chance": 100.0 / n_cls})
+    return g
+
+
+def summary_table(study: InversionStudy) -> pd.DataFrame:
+    """Chapter 3's summary: image→image mAP through OTI, text→text mAP through OVI and
+    zero-shot top-1 through OTI, for CLIP (intra-modal), the inversion and IsoCLIP (which
+    does not apply to zero-shot: NaN), on the inverted subsets."""
+    ret = study.retrieval.set_index(["task", "method"])
+    zs = study.zero_shot
+    ii, tt = "image→image", "text→text"
+    nan = float("nan")
+    return pd.DataFrame({
+        "CLIP (intra-modal)": [ret.loc[(ii, "CLIP"), "mAP"], ret.loc[(tt, "CLIP"), "mAP"],
+                               zs.get("clip_top1", nan)],
+        "OTI / OVI (inverted)": [ret.loc[(ii, "OTI"), "mAP"], ret.loc[(tt, "OVI"), "mAP"],
+                                 zs.get("oti_top1", nan)],
+        "IsoCLIP": [ret.loc[(ii, "IsoCLIP"), "mAP"], ret.loc[(tt, "IsoCLIP"), "mAP"], nan],
+    }, index=pd.Index(["image→image mAP (OTI)", "text→text mAP (OVI)",
+                       "zero-shot top-1 % (through OTI)"], name="on the inverted subsets"))
