@@ -10,10 +10,14 @@ PARAMS ?= default
 DATA_ROOT ?=
 NOTEBOOKS_OUT ?= executed
 MATHJAX := _static/mathjax/tex-svg.js
-# real path (make reproduce): the chapters that take a model and datasets as parameters
+# real path (make reproduce): the chapters that take a model and datasets as parameters; the
+# "Results on real models" page (20) is executed after them and renders the run's result files
 REPRO_NOTEBOOKS ?= 05 06
-# recipes read these two from the environment ("$$PARAMS"): quoted there, any value is one word
-export PARAMS DATA_ROOT
+# narrow a real-path run: DATASETS=cub2011,oxford_pets (image sets), TEXT_DATASETS=coco_text
+DATASETS ?=
+TEXT_DATASETS ?=
+# recipes read these from the environment ("$$PARAMS"): quoted there, any value is one word
+export PARAMS DATA_ROOT DATASETS TEXT_DATASETS
 # result files of real-path runs (results/<params>/<chapter>.json; committed, shown in the book)
 RESULTS_DIR ?= results
 FAKE_DATA_ROOT ?= _build/fake-data
@@ -89,23 +93,30 @@ book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebook
 # Checks first (PARAMS names a file of notebooks/params/, DATA_ROOT is a folder, every parameter
 # of the set and the set reads data), then MathJax, then the build folder is replaced. PARAMS and
 # DATA_ROOT reach the shell as exported variables, always quoted (spaces work, nothing splits).
-reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> -> _build/reproduce-<set>/_build/html
+# --set arguments of a real-path run: data_root made absolute, the DATASETS / TEXT_DATASETS
+# narrowing as YAML lists (names checked against the registry by --check)
+REPRO_SET = --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)" \
+	$(if $(DATASETS),"datasets=[$$DATASETS]") $(if $(TEXT_DATASETS),"text_datasets=[$$TEXT_DATASETS]")
+
+reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> [DATASETS=a,b] -> _build/reproduce-<set>/_build/html
 	@case "$$PARAMS" in ""|.*|*[!A-Za-z0-9._-]*) false;; esac && test -f "notebooks/params/$$PARAMS.yaml" || \
 	  { echo "make reproduce: PARAMS='$$PARAMS' is not a parameter set; known sets (notebooks/params/):" \
 	    $$(cd notebooks/params && ls *.yaml | sed 's/\.yaml$$//') >&2; exit 2; }
 	@test -n "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT=<folder holding the datasets> is required (book/reproduce.md)" >&2; exit 2; }
 	@test -d "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT='$$DATA_ROOT' is not a folder" >&2; exit 2; }
-	$(PY) -m isoclip.notebooks --check --params "$$PARAMS" --only $(REPRO_NOTEBOOKS) --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)"
+	$(PY) -m isoclip.notebooks --check --params "$$PARAMS" --only $(REPRO_NOTEBOOKS) $(REPRO_SET)
 	@$(MAKE) --no-print-directory "$(MATHJAX)"
 	rm -rf -- "_build/reproduce-$$PARAMS"
-	ISOCLIP_PARAMS="$$PARAMS" ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only $(REPRO_NOTEBOOKS) --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)"
+	ISOCLIP_PARAMS="$$PARAMS" ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only $(REPRO_NOTEBOOKS) $(REPRO_SET)
+	ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only 20 --set "runs=['$$PARAMS']"
 	$(PY) tools/reproduce_book.py "_build/reproduce-$$PARAMS" "$$PARAMS" "$$(cd -- "$$DATA_ROOT" && pwd)"
 	$(VENV)/bin/jupyter-book build "_build/reproduce-$$PARAMS" -n -W --keep-going
 	@echo "[reproduce] book: _build/reproduce-$$PARAMS/_build/html/index.html"
 
 reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with random-init ViT-B-32
 	rm -rf -- "$(FAKE_DATA_ROOT)"
-	$(PY) -c "import sys; from isoclip.data.fakes import make_fake_dataset as m; [m(n, sys.argv[1], n_classes=4, per_class=3, image_size=32) for n in ('cub2011', 'flickr30k_text')]" "$(FAKE_DATA_ROOT)"
+	$(PY) -m isoclip.data.fakes "$(FAKE_DATA_ROOT)" --n-classes 4 --per-class 3 --image-size 32 \
+	  $$($(PY) -c "from isoclip.notebooks import params_datasets as p; print(*p('fake-vit-b-32'))")
 	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR=_build/fake-results
 
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium

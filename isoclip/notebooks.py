@@ -546,8 +546,17 @@ def _check_dataset_names(param: str, value: Any, where: str) -> None:
 
 
 def _reads_data(data: dict[str, Any]) -> bool:
+    return bool(params_datasets(data))
+
+
+def params_datasets(params: str | dict[str, Any]) -> list[str]:
+    """Every paper dataset a parameter set names (common section first, then the notebooks'
+    sections; image and caption sets, in order, repeats dropped): what its ``data_root`` must
+    hold. ``params``: a set's name or path, or its loaded content."""
+    data = load_params(params) if isinstance(params, str) else params
     sets = [data.get("common") or {}, *((data.get("notebooks") or {}).values())]
-    return any(_paper_names((s or {}).get(d)) for s in sets for d in DATASET_PARAMETERS)
+    return list(dict.fromkeys(n for s in sets for d in DATASET_PARAMETERS
+                              for n in _paper_names((s or {}).get(d))))
 
 
 def main(argv: list[str] | None = None) -> int:

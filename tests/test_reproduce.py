@@ -142,27 +142,36 @@ def test_offline_env_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch,
 
 # -- the generated book -------------------------------------------------------------------------
 
-def test_reproduce_book_skeleton(tmp_path: Path) -> None:
+def test_reproduce_book_skeleton(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import reproduce_book
     finally:
         sys.path.pop(0)
     (tmp_path / "executed").mkdir()
-    for stem in ("05_spectrum", "06_band_analysis"):
+    for stem in ("05_spectrum", "20_real_results", "06_band_analysis"):
         nbformat.write(nbformat.v4.new_notebook(), tmp_path / "executed" / f"{stem}.ipynb")
+    monkeypatch.delenv("DATASETS", raising=False)
+    monkeypatch.setenv("TEXT_DATASETS", "coco_text")
     assert reproduce_book.main(str(tmp_path), "fake-vit-b-32", "/data") == 0
     toc = yaml.safe_load((tmp_path / "_toc.yml").read_text())
     assert toc["root"] == "intro"
     assert [c["file"] for c in toc["chapters"]] == ["book/notation", "executed/05_spectrum",
                                                      "executed/06_band_analysis",
-                                                     "book/bibliography"]
+                                                     "executed/20_real_results",
+                                                     "book/reproduce", "book/bibliography"]
     assert (tmp_path / "book" / "references.bib").is_file()
+    assert (tmp_path / "book" / "reproduce.md").is_file()
+    intro = (tmp_path / "intro.md").read_text()
+    assert "make reproduce PARAMS=fake-vit-b-32 TEXT_DATASETS=coco_text DATA_ROOT=/data" in intro
     cfg = yaml.safe_load((tmp_path / "_config.yml").read_text())
     assert "fake-vit-b-32" in cfg["title"] and cfg["execute"]["execute_notebooks"] == "off"
     static = (ROOT / "_static" / "mathjax").is_dir()
     assert (tmp_path / "_static" / "mathjax").is_dir() or not static
-    assert "DATA_ROOT=/data" in (tmp_path / "intro.md").read_text()
+    monkeypatch.delenv("TEXT_DATASETS")
+    assert reproduce_book.main(str(tmp_path), "fake-vit-b-32", "/data") == 0
+    assert "make reproduce PARAMS=fake-vit-b-32 DATA_ROOT=/data\n" in (tmp_path / "intro.md"
+                                                                       ).read_text()
 
 
 # -- the fake data root -------------------------------------------------------------------------
@@ -275,3 +284,66 @@ def test_unknown_or_wrong_modality_datasets_are_named(chapter_dir: Path, overrid
     with pytest.raises(ParameterError, match=match) as e:
         check_parameters("paper", overrides={"data_root": "/data", **override})
     assert str(e.value).startswith("--set: 07_chapter")
+
+
+def test_params_datasets_lists_what_data_root_must_hold(chapter_dir: Path) -> None:
+    from isoclip.notebooks import params_datasets
+
+    assert params_datasets("paper") == ["cub2011", "roxford5k", "coco_text"]
+    assert params_datasets("default") == []
+    assert params_datasets({"common": {"datasets": ["synthetic", "dtd"]},
+                            "notebooks": {"06": {"dataset": "dtd", "text_dataset": "nocaps_text"}}}
+                           ) == ["dtd", "nocaps_text"]
+
+
+# -- make reproduce: narrowing and the results page -------------------------------------------
+
+def test_make_reproduce_narrows_the_datasets_and_renders_the_results_page(tmp_path: Path
+                                                                          ) -> None:
+    """``DATASETS`` / ``TEXT_DATASETS`` reach the check and the run as YAML lists; the results
+    page runs after the chapters, on this run's parameter set only; the book gets built."""
+    import json
+    import textwrap
+
+    from test_hostile import PYTHON, _make, _make_sandbox
+
+    repo = _make_sandbox(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    stub = tmp_path / "stub-venv"
+    (stub / "bin").mkdir(parents=True)
+    log = tmp_path / "argv.jsonl"
+    (stub / "bin" / "python").write_text(textwrap.dedent(f"""\
+        #!{PYTHON}
+        import json, sys
+        with open({str(log)!r}, "a") as f:
+            f.write(json.dumps(sys.argv[1:]) + "\\n")
+        """))
+    (stub / "bin" / "jupyter-book").write_text(f"#!/bin/sh\necho jupyter-book >> {log}\n")
+    for f in (stub / "bin").iterdir():
+        f.chmod(0o755)
+    mathjax = tmp_path / "tex-svg.js"
+    mathjax.write_text("")
+    res = _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
+                "DATASETS=cub2011,oxford_pets", "TEXT_DATASETS=coco_text",
+                f"MATHJAX={mathjax}", "REPRO_NOTEBOOKS=05 07", venv=stub)
+    assert res.returncode == 0, res.stderr
+    lines = log.read_text().splitlines()
+    calls = [json.loads(x) for x in lines if x.startswith("[")]
+    runs = [c for c in calls if c[:2] == ["-m", "isoclip.notebooks"]]
+    check, chapters, page = runs
+    for c in (check, chapters):
+        assert c[c.index("--only") + 1: c.index("--only") + 3] == ["05", "07"]
+        assert "datasets=[cub2011,oxford_pets]" in c and "text_datasets=[coco_text]" in c
+        assert f"data_root={data}" in c
+    assert "--check" in check and "--check" not in chapters
+    assert page[page.index("--only") + 1] == "20" and "runs=['fake-vit-b-32']" in page
+    assert not any(a.startswith(("data_root", "datasets")) for a in page)
+    book = [c for c in calls if c and c[0].endswith("reproduce_book.py")]
+    assert book and lines[-1] == "jupyter-book"
+    # without the narrowing, no datasets argument: the parameter set's lists apply
+    log.unlink()
+    assert _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
+                 f"MATHJAX={mathjax}", venv=stub).returncode == 0
+    assert not any("datasets=" in a for x in log.read_text().splitlines() if x.startswith("[")
+                   for a in json.loads(x))
