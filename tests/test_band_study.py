@@ -70,3 +70,81 @@ def test_region_study_matches_the_naive_path(setup):
         all_s, pos, neg = study.samples[("image", region)]
         assert len(all_s) == s.size and len(pos) + len(neg) == s.size
     assert isinstance(study.table, pd.DataFrame)
+
+
+# -- the band ordering over sets ------------------------------------------------------------------
+
+def _ordering_results(setup, fams=(("fam", True), ("fam", True), ("fam", False))):
+    P, dec, task = setup
+    band = Band(3, 2)
+    out = []
+    for i, (fam, fg) in enumerate(fams):
+        t = band_study.RetrievalTask("image", "image→image", task.query[i:], task.gallery,
+                                     task.query_labels[i:], task.gallery_labels, False,
+                                     name=f"s{i}")
+        out += band_study.region_results(P, t, band, dec=dec, meta={
+            "family": fam, "label": f"set = {i}", "fine_grained": fg})
+    return out
+
+
+def test_region_results_equal_the_region_study(setup):
+    P, dec, task = setup
+    band = Band(3, 2)
+    (res,) = band_study.region_results(P, task, band, dec=dec)
+    study = band_study.region_study(P, {"image": task}, {"image": band}, dec=dec)
+    for region, m in study.table.set_index("region")["mAP"].items():
+        assert res.mean(region) == pytest.approx(m, abs=1e-6)
+    ref = naive_band_metrics(P, task.query, task.gallery, task.query_labels,
+                             task.gallery_labels, Band(0, 0), "image", dec=dec)["mAP"]
+    assert res.mean("CLIP") == pytest.approx(ref, abs=1e-6)
+    (no_end,) = band_study.region_results(P, task, Band(0, 2), dec=dec)
+    assert torch.isnan(no_end.ap["top"]).all() and not torch.isnan(no_end.ap["bottom"]).any()
+
+
+def test_region_results_on_a_revisited_set(setup):
+    from isoclip.evaluate.retrieval import evaluate_revisited_scores
+    from isoclip.selection.sweep import BandScorer
+
+    P, dec, task = setup
+    labels = np.asarray(task.gallery_labels)
+    gnd = [{"easy": np.flatnonzero(labels == y)[:3], "hard": np.flatnonzero(labels == y)[3:],
+            "junk": np.array([], dtype=int)} for y in task.query_labels]
+    t = band_study.RetrievalTask("image", "image→image", task.query, task.gallery, None, None,
+                                 False, gnd=gnd, name="roxford5k")
+    res = band_study.region_results(P, t, Band(3, 2), dec=dec, meta={"label": "roxford5k"})
+    assert [r.meta["protocol"] for r in res] == ["E", "M", "H"]
+    assert res[1].meta["label"] == "roxford5k (M)"
+    ref = evaluate_revisited_scores(BandScorer(P, task.query, task.gallery, "image", dec)
+                                    .scores(Band(3, 2)), gnd)
+    assert res[1].mean("middle") == pytest.approx(ref["mAP_medium"], abs=1e-6)
+    assert res[2].mean("middle") == pytest.approx(ref["mAP_hard"], abs=1e-6)
+
+
+def test_ordering_table_verdicts_rows_and_figure(setup):
+    from isoclip.studies import plotting
+    from isoclip.studies.suite import FAMILY_LABELS
+
+    res = _ordering_results(setup)
+    t = band_study.ordering_table(res)
+    assert list(t["kind"]) == ["fine-grained", "fine-grained", "whole", "average"]
+    avg = t.iloc[-1]
+    for k in ("CLIP", *band_study.REGIONS):
+        assert avg[k] == pytest.approx(t.iloc[:2][k].mean())  # the whole set is left out
+    for _, row in t.iterrows():
+        vals = {k: row[k] for k in band_study.REGIONS}
+        assert row["best"] == max(vals, key=vals.get)
+        assert row["margin"] == pytest.approx(row["middle"] - max(row["top"], row["bottom"]))
+    v = band_study.ordering_verdicts(res, "on the test model", n_boot=200)
+    assert list(v["family"]) == ["fam"] and v["n_sets"].iloc[0] == 2
+    assert v["verdict"].iloc[0].endswith("on the test model")
+    shown = band_study.ordering_display({"a": t, "b": t})
+    assert shown.index[-1] == (FAMILY_LABELS.get("fam", "fam"), "set = 2")  # whole set last
+    assert ("a", "middle") in shown.columns and ("b", "best") in shown.columns
+    study = band_study.BandOrdering(results={"a": res, "random init": res}, bands={},
+                                    seconds={})
+    rows = band_study.ordering_rows(study)
+    methods = {r["method"] for r in rows}
+    assert {"CLIP", "IsoCLIP", "random init", "random init (IsoCLIP)"} <= methods
+    assert len(rows) == 2 * 3 * 4 and not rows[-1]["in_average"]
+    fig = band_study.ordering_figure({"image→image": {"a": t, "random init": t}})
+    assert not plotting.figure_problems(fig)

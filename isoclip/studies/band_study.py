@@ -1,14 +1,18 @@
 """The band-analysis chapter's study (IsoCLIP's band figure and band choice): intra-modal
 retrieval tasks as pre-projection features, the paper's one-band-at-a-time analysis
-(:func:`region_study`) and the mAP of each way of choosing a band (:func:`band_choices`).
+(:func:`region_study`), the mAP of each way of choosing a band (:func:`band_choices`), and the
+band ordering over a list of sets (:func:`band_ordering_study`: for every set, the mAP of the
+top band only, the kept middle band and the bottom band only, per query, with the table, the
+averages with paired intervals, the figure per set family and the tidy rows of a result file).
 
-Works on any model (the embedded tiny model or an open_clip model) and any class-labelled
-retrieval set of the registry.
+Works on any model (the embedded tiny models or an open_clip model) and any retrieval set of
+the registry (the band ordering also on revisited Oxford / Paris, by protocol).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,12 +23,15 @@ from torch import Tensor
 
 from isoclip.method.bands import Band
 from isoclip.method.operator import SVD, svd
-from isoclip.method.projectors import Projectors
+from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.models.features import image_features, text_features
 from isoclip.selection.analysis import histogram_overlap, pos_neg_scores, region_bands
 from isoclip.selection.sweep import BandScorer, best_band, sweep_bands
 
-__all__ = ["RegionStudy", "RetrievalTask", "band_choices", "region_study", "retrieval_task"]
+__all__ = ["REGIONS", "REGION_METHODS", "BandOrdering", "RegionStudy", "RetrievalTask",
+           "band_choices", "band_ordering_study", "ordering_display", "ordering_figure",
+           "ordering_rows", "ordering_table", "ordering_verdicts", "region_results",
+           "region_study", "retrieval_task", "set_task"]
 
 _TITLES = {"image": "image→image", "text": "text→text"}
 ModalityName = Literal["image", "text"]
@@ -38,7 +45,9 @@ class RetrievalTask:
         modality: ``"image"`` or ``"text"``; title: ``"image→image"`` or ``"text→text"``.
         query: [Q, d_i or d_t] query features; gallery: [G, ...] gallery features (the same
             tensor when ``same_split``: every item queries all the others).
-        query_labels: [Q] class ids; gallery_labels: [G].
+        query_labels: [Q] class ids; gallery_labels: [G] (None for a revisited set).
+        gnd: the revisitop ground truth of a revisited Oxford / Paris set (relevance by
+            protocol instead of labels), else None; name: the set's registry name.
     """
 
     modality: ModalityName
@@ -48,6 +57,8 @@ class RetrievalTask:
     query_labels: Any
     gallery_labels: Any
     same_split: bool
+    gnd: Any = None
+    name: str = ""
 
     @property
     def n_query(self) -> int:
@@ -152,3 +163,381 @@ def band_choices(P: Projectors, task: RetrievalTask, sweep: pd.DataFrame,
     rows += [(name, b, m_of(b)) for name, b in candidates.items()]
     return pd.DataFrame([{"choice": name, "k_top": b.k_top, "k_bottom": b.k_bottom,
                               "kept": b.kept(dec.r), "mAP": m} for name, b, m in rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# the band ordering over a list of sets
+
+#: The regions of the band figure, in table order, and the unfiltered baseline.
+REGIONS = ("top", "middle", "bottom")
+#: Region -> method name in a result file (the middle band is IsoCLIP's kept band).
+REGION_METHODS = {"CLIP": "CLIP", "top": "top band only", "middle": "IsoCLIP",
+                  "bottom": "bottom band only"}
+_TASKS = {"image": "image-image", "text": "text-text"}
+
+
+def set_task(bundle: Any, name: str, modality: ModalityName, data_root: Any = None,
+             **config: Any) -> RetrievalTask:
+    """A registered set (:func:`isoclip.data.registry.load_dataset`) as a retrieval task with
+    ``bundle``'s pre-projection features. A slice of an embedded family (e.g.
+    ``synthetic/shape=circle``) takes its rows of the whole set's features, so one extraction
+    serves every slice (:func:`isoclip.data.suites.rows_in_whole`).
+
+    Args:
+        config: ``world=`` / ``emoji=`` configurations of the embedded data.
+
+    Raises:
+        ValueError, DatasetNotFoundError: the registry's errors (unknown name, wrong
+            modality, missing data_root or data).
+    """
+    from isoclip.data import suites
+    from isoclip.data.registry import load_dataset
+
+    data = load_dataset(name, modality, data_root, **config)
+    feat: Any = image_features if modality == "image" else text_features
+    whole = suites.whole_set(name) if suites.is_embedded(name) else name
+    if whole != name:
+        wdata = load_dataset(whole, modality, data_root, **config)
+        rows = suites.rows_in_whole(name, modality, **config)
+        q = feat(bundle, wdata.query, "preproj", progress=False)[torch.as_tensor(rows["query"])]
+        g = feat(bundle, wdata.gallery, "preproj", progress=False)[
+            torch.as_tensor(rows["gallery"])]
+    else:
+        q = feat(bundle, data.query, "preproj", progress=False)
+        g = q if data.same_split else feat(bundle, data.gallery, "preproj", progress=False)
+    return RetrievalTask(modality, _TITLES[modality], q, g, data.query.labels,
+                         data.gallery.labels, bool(data.same_split), gnd=data.gnd, name=name)
+
+
+def region_results(P: Projectors, task: RetrievalTask, band: Band, *, dec: SVD | None = None,
+                   meta: Mapping[str, Any] | None = None) -> list[Any]:
+    """Per-query AP (percent) of the unfiltered projector (``"CLIP"``, the band (0, 0)) and of
+    each region of ``band`` (:data:`REGIONS`, :func:`isoclip.selection.analysis.region_bands`;
+    an empty end is NaN) on ``task``.
+
+    Returns:
+        One :class:`isoclip.studies.suite.SetResult` (``ap``: region -> [Q], ``bands``:
+        region -> band, ``meta``: ``meta``), or one per protocol E / M / H of a revisited set
+        (``meta["protocol"]``, label ``"<label> (E)"``, ...), as the suite's tables take them.
+    """
+    from isoclip.evaluate.retrieval import FixedLabelRanker
+    from isoclip.evaluate.stats import integer_labels
+    from isoclip.studies.suite import REVISITED_SETTINGS, RevisitedRanker, SetResult
+
+    dec = svd(P) if dec is None else dec
+    regions = {"CLIP": Band(0, 0), **region_bands(dec.r, band)}
+    scorer = BandScorer(P, task.query, task.gallery, task.modality, dec)
+    scores = {k: scorer.scores(b) for k, b in regions.items()}
+    meta = dict(meta or {})
+    rankers: list[tuple[str, Any]]
+    if task.gnd is not None:
+        rankers = [(abbr, RevisitedRanker(task.gnd, task.n_gallery, setting))
+                   for setting, abbr in REVISITED_SETTINGS.items()]
+    else:
+        rankers = [("", FixedLabelRanker(integer_labels(task.query_labels),
+                                         integer_labels(task.gallery_labels), task.same_split))]
+    nan = torch.full((task.n_query,), float("nan"), dtype=torch.float64)
+    out = []
+    for abbr, ranker in rankers:
+        ap = {k: 100.0 * ranker.per_query(scores[k])["mAP"].double() if k in scores else nan
+              for k in ("CLIP", *REGIONS)}
+        m = {**meta, **({"label": f"{meta.get('label', task.name)} ({abbr})", "protocol": abbr}
+                        if abbr else {})}
+        out.append(SetResult(name=task.name, modality=task.modality, n_query=task.n_query,
+                             n_gallery=task.n_gallery, same_split=task.same_split, ap=ap,
+                             bands=dict(regions), meta=m))
+    return out
+
+
+@dataclass
+class BandOrdering:
+    """:func:`band_ordering_study`'s output.
+
+    Attributes:
+        results: weights label (the model's, then ``"random init"`` for the control) -> one
+            :func:`region_results` entry per (set, task, protocol), image sets first.
+        bands: weights label -> modality -> model label -> the band whose regions were
+            measured; ranks: model label -> r.
+        seconds: stage -> wall time.
+    """
+
+    results: dict[str, list[Any]]
+    bands: dict[str, dict[str, dict[str, Band]]]
+    seconds: dict[str, float]
+
+    def task(self, modality: str, weights: str | None = None) -> list[Any]:
+        """The results of one task (of the model's weights by default)."""
+        label = next(iter(self.results)) if weights is None else weights
+        return [r for r in self.results[label] if r.modality == modality]
+
+
+def band_ordering_study(datasets: str | Sequence[str], text_datasets: str | Sequence[str], *,
+                        model: str = "embedded", pretrained: str | None = None,
+                        data_root: Any = None, device: str = "auto", train: Any = None,
+                        control: bool | None = None) -> BandOrdering:
+    """The paper's band ordering (its band figure: top band only, middle band, bottom band
+    only) on every set of ``datasets`` (image→image) and ``text_datasets`` (text→text).
+
+    Each set is evaluated by its model (:func:`isoclip.training.embedded.model_for_set`: with
+    ``"embedded"``, synthetic sets by the default model and emoji sets by the emoji model;
+    otherwise every set by ``model``), with the paper's band of that model and task
+    (:func:`isoclip.studies.verdicts.paper_band`: the ViT-B/32 band scaled to r for models it
+    does not list).
+
+    Args:
+        datasets, text_datasets: names or suites (:func:`isoclip.data.registry.datasets_list`).
+        model, pretrained, device: the model (``"embedded"`` or an open_clip name and tag).
+        data_root: folder of the paper's datasets.
+        train: the default embedded model's training (None: the book's).
+        control: also run the random-init control (:mod:`isoclip.studies.controls`); None:
+            whenever ``model`` is a pretrained open_clip model.
+
+    Raises:
+        ValueError: unknown or wrong-modality names, or an empty list (named in the message).
+    """
+    import time
+
+    from isoclip.data.registry import datasets_list
+    from isoclip.studies.controls import RANDOM_INIT, random_init_bundle
+    from isoclip.studies.suite import set_meta
+    from isoclip.studies.verdicts import paper_band
+    from isoclip.training import embedded as emb
+
+    names = {}
+    for mod, arg, given in (("image", "datasets", datasets), ("text", "text_datasets",
+                                                              text_datasets)):
+        lst = datasets_list(given if isinstance(given, str) else list(given), mod)  # type: ignore[arg-type]
+        if not lst:
+            raise ValueError(f"{arg}: expected at least one {mod} set, got {given!r}")
+        names[mod] = lst
+    if control is None:
+        control = model != "embedded" and pretrained is not None
+    train = emb.DEFAULT_TRAIN if train is None else train
+    t0 = time.perf_counter()
+    bundles: dict[str, Any] = {}
+
+    def bundle_for(key: str) -> Any:
+        if key not in bundles:
+            if key == "embedded":
+                bundles[key] = emb.embedded_default(emb.DEFAULT_WORLD, train,
+                                                    progress=False).bundle
+            elif key == "embedded-emoji":
+                bundles[key] = emb.embedded_emoji(progress=False).bundle
+            else:
+                bundles[key] = emb.resolve_model(key, pretrained, device=device, progress=False)
+        return bundles[key]
+
+    weights = {f"{pretrained or RANDOM_INIT}" if model != "embedded" else "trained here":
+               bundle_for}
+    if control:
+        ctrl: dict[str, Any] = {}
+
+        def control_for(key: str) -> Any:
+            if key not in ctrl:
+                ctrl[key] = random_init_bundle(bundle_for(key))
+            return ctrl[key]
+
+        weights[RANDOM_INIT] = control_for
+    results: dict[str, list[Any]] = {}
+    bands: dict[str, dict[str, dict[str, Band]]] = {}
+    for label, get in weights.items():
+        results[label], bands[label] = [], {"image": {}, "text": {}}
+        decs: dict[str, tuple[Projectors, SVD]] = {}
+        for mod in ("image", "text"):
+            for name in names[mod]:
+                key = emb.model_for_set(name, model)
+                bundle = get(key)
+                if key not in decs:
+                    P = get_projectors(bundle.model)
+                    decs[key] = (P, svd(P))
+                P, dec = decs[key]
+                band = paper_band(model, pretrained, mod, dec.r).band  # type: ignore[arg-type]
+                bands[label][mod][key] = band
+                task = set_task(bundle, name, mod, data_root)  # type: ignore[arg-type]
+                results[label] += region_results(P, task, band, dec=dec,
+                                                 meta=set_meta(name, key))
+    return BandOrdering(results=results, bands=bands,
+                        seconds={"band ordering": time.perf_counter() - t0})
+
+
+def ordering_table(results: Sequence[Any]) -> pd.DataFrame:
+    """One row per (set, protocol) and, per family, the average over the sets that enter it
+    (:func:`isoclip.studies.suite.in_average`: fine-grained sets, or every paper dataset with
+    ROxf/RPar by their Medium protocol; whole sets never).
+
+    Columns: ``family, set, kind`` (``"fine-grained"``, ``"whole"``, ``"dataset"``,
+    ``"average"``), ``n`` (queries), ``CLIP`` (no filtering), ``top``, ``middle``, ``bottom``
+    (mAP %), ``best`` (the region with the highest mAP), ``margin`` (middle − the better end).
+    """
+    from isoclip.studies.suite import in_average
+    from isoclip.studies.verdicts import best_region
+
+    def mean(v: Tensor) -> float:
+        ok = ~torch.isnan(v)
+        return float(v[ok].mean()) if bool(ok.any()) else math.nan
+
+    rows = []
+    for r in results:
+        fg = r.meta.get("fine_grained")
+        rows.append({"family": r.meta.get("family", ""), "set": r.meta.get("label", r.name),
+                     "kind": "fine-grained" if fg else "whole" if fg is False else "dataset",
+                     "in_average": in_average(r), "n": r.n_query,
+                     **{k: mean(r.ap[k]) for k in ("CLIP", *REGIONS)}})
+    df = pd.DataFrame(rows)
+    avg = []
+    for fam, part in df[df["in_average"]].groupby("family", sort=False):
+        kind = "fine-grained sets" if (part["kind"] == "fine-grained").all() else "datasets"
+        avg.append({"family": fam, "set": f"average ({len(part)} {kind})", "kind": "average",
+                    "in_average": False, "n": int(part["n"].sum()),
+                    **part[["CLIP", *REGIONS]].mean().to_dict()})
+    out = pd.concat([df, pd.DataFrame(avg)], ignore_index=True) if avg else df
+    present = [[k for k in REGIONS if not math.isnan(row[k])] for _, row in out.iterrows()]
+    out["best"] = [best_region({k: row[k] for k in ks}) for ks, (_, row)
+                   in zip(present, out.iterrows())]
+    ends = out[["top", "bottom"]].max(axis=1, skipna=True)
+    out["margin"] = out["middle"] - ends
+    return out
+
+
+def ordering_display(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The ordering tables of the model and its control (weights label -> :func:`ordering_table`
+    of one task) side by side in the paper's layout: rows (family, set) with each family's
+    sets, their average, then the whole set; columns ``queries``, then per weights label CLIP,
+    top, middle, bottom and the best region."""
+    from isoclip.studies.suite import FAMILY_LABELS
+
+    order = {"fine-grained": 0, "dataset": 0, "average": 1, "whole": 2}
+    parts = {}
+    first = next(iter(tables.values()))
+    fams = {f: i for i, f in enumerate(dict.fromkeys(first["family"]))}
+    idx = (first.assign(_f=first["family"].map(fams), _o=first["kind"].map(order),
+                        _p=range(len(first)))
+           .sort_values(["_f", "_o", "_p"], kind="stable").index)
+    keys = [(FAMILY_LABELS.get(f, f), s) for f, s in zip(first.loc[idx, "family"],
+                                                         first.loc[idx, "set"])]
+    for label, t in tables.items():
+        t = t.loc[idx, ["CLIP", *REGIONS, "best"]]
+        t.index = pd.MultiIndex.from_tuples(keys, names=["", "set"])
+        parts[label] = t.rename(columns={"CLIP": "CLIP (all)"})
+    out = pd.concat(parts, axis=1) if len(parts) > 1 else next(iter(parts.values()))
+    out.insert(0, ("", "queries") if len(parts) > 1 else "queries",
+               first.loc[idx, "n"].astype(int).to_numpy())
+    return out
+
+
+def ordering_verdicts(results: Sequence[Any], scope: str, *, n_boot: int = 2000,
+                      seed: int = 0) -> pd.DataFrame:
+    """The paper's ordering claim (the middle band alone beats both ends) on each family's
+    average (:func:`isoclip.studies.suite.average_gain`: paired, stratified bootstrap).
+
+    Returns:
+        One row per family: ``family, n_sets``, ``vs_top`` and ``vs_bottom`` (middle − end,
+        ``"+1.23 [+0.45, +2.01]"``; ``"n/a"`` without that end), ``holds`` (both intervals
+        above 0) and ``verdict`` (a sentence ending with ``scope``).
+    """
+    from isoclip.studies.suite import average_gain, in_average
+    from isoclip.studies.verdicts import fmt_delta
+
+    rows = []
+    for fam in dict.fromkeys(r.meta.get("family", "") for r in results):
+        sets = [r for r in results if r.meta.get("family", "") == fam and in_average(r)]
+        if not sets:
+            continue
+        cells, holds = {}, True
+        for end in ("top", "bottom"):
+            if any(bool(torch.isnan(r.ap[end]).all()) for r in sets):
+                cells[end] = "n/a"
+                continue
+            g = average_gain(sets, "middle", end, n_boot=n_boot, seed=seed)
+            cells[end] = fmt_delta(g["delta"], g["lo"], g["hi"])
+            holds = holds and g["lo"] > 0
+        verdict = ("the middle band beats both ends on the average" if holds else
+                   "the middle band does not beat both ends on the average") + f" {scope}"
+        rows.append({"family": fam, "n_sets": len(sets), "vs_top": cells["top"],
+                     "vs_bottom": cells["bottom"], "holds": holds, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def ordering_rows(study: BandOrdering) -> list[dict[str, Any]]:
+    """Tidy rows of a result file (:func:`isoclip.studies.results.write_result`): per set,
+    task and protocol, the mAP of CLIP (no filtering), the top band only, IsoCLIP (the kept
+    middle band) and the bottom band only (:data:`REGION_METHODS`); the control's methods
+    are prefixed ``"random init"`` (its CLIP: ``"random init"``)."""
+    from isoclip.studies.controls import RANDOM_INIT
+    from isoclip.studies.suite import in_average
+
+    rows: list[dict[str, Any]] = []
+    for i, (label, results) in enumerate(study.results.items()):
+        for r in results:
+            for k, method in REGION_METHODS.items():
+                v = r.ap[k][~torch.isnan(r.ap[k])]
+                if not len(v):
+                    continue
+                if i:
+                    method = RANDOM_INIT if k == "CLIP" else f"{RANDOM_INIT} ({method})"
+                rows.append({"dataset": r.name, "task": _TASKS[r.modality], "method": method,
+                             "metric": "mAP", "value": float(v.mean()),
+                             "variant": r.meta.get("protocol", ""),
+                             "in_average": in_average(r), "queries": len(v)})
+    return rows
+
+
+def ordering_figure(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> Any:
+    """The band figure per set family: one panel per (task, family), the mAP of the top band
+    only, the middle band and the bottom band only of every set (whole set first, then the
+    sets of the family and their average), the control's as hollow markers.
+
+    Args:
+        tables: task title -> weights label -> :func:`ordering_table` (the model's first).
+    """
+    from matplotlib.lines import Line2D
+
+    from isoclip.studies.plotting import BAND_COLOURS, legend_below, page_figure
+    from isoclip.studies.suite import FAMILY_LABELS
+
+    panels = [(title, fam) for title, ts in tables.items()
+              for fam in dict.fromkeys(next(iter(ts.values()))["family"])]
+    ncols = max(len(dict.fromkeys(next(iter(ts.values()))["family"])) for ts in tables.values())
+    nrows = len(tables)
+    fig, axes = page_figure(nrows, ncols, height=2.9 * nrows + 0.6, squeeze=False)
+    order = {"whole": 0, "fine-grained": 1, "dataset": 1, "average": 2}
+    used = set()
+    for row, title in enumerate(tables):
+        fams = [f for t, f in panels if t == title]
+        for col in range(ncols):
+            ax = axes[row, col]
+            if col >= len(fams):
+                ax.set_axis_off()
+                continue
+            fam = fams[col]
+            for w, (label, t) in enumerate(tables[title].items()):
+                d = t[t["family"] == fam]
+                d = d.iloc[np.argsort(d["kind"].map(order).to_numpy(), kind="stable")]
+                x = np.arange(len(d))
+                for j, region in enumerate(REGIONS):
+                    y = d[region].to_numpy(float)
+                    ax.plot(x + (j - 1) * 0.2, y, ls="none", marker="o", ms=5.5,
+                            color=BAND_COLOURS[region],
+                            mfc=BAND_COLOURS[region] if w == 0 else "white", mew=1.3)
+                if w == 0:
+                    ticks = ["average" if k == "average" else
+                             ("whole" if k == "whole" else s.split(" = ")[-1])
+                             for s, k in zip(d["set"], d["kind"])]
+                    ax.set_xticks(x, ticks, rotation=60 if len(x) > 4 else 0,
+                                  ha="right" if len(x) > 4 else "center")
+                    if (d["kind"] == "average").any():
+                        ax.axvspan(len(d) - 1.5, len(d) - 0.5, color="0.92", lw=0, zorder=0)
+                used.add(label)
+            ax.set_title(f"{title}: {FAMILY_LABELS.get(fam, fam)}")
+            ax.set_ylabel("mAP (%)" if col == 0 else "")
+            ax.grid(axis="x", visible=False)
+    handles: list[Any] = [Line2D([], [], ls="none", marker="o", color=BAND_COLOURS[k],
+                                 label=f"{k} band only" if k != "middle" else "middle band")
+                          for k in REGIONS]
+    labels = list(next(iter(tables.values())))
+    if len(labels) > 1:
+        handles += [Line2D([], [], ls="none", marker="o", color="0.3", label=labels[0]),
+                    Line2D([], [], ls="none", marker="o", color="0.3", mfc="white",
+                           label=labels[1])]
+    legend_below(fig, handles, [str(h.get_label()) for h in handles], ncol=min(len(handles), 5))
+    return fig
