@@ -17,10 +17,13 @@ Run under the shared torch lock on the project machines (2 cores):
 
 The data-scale axis (``--data-scale [names]``, :mod:`isoclip.studies.data_scale`): the
 compositional ``rich`` world trained on its fixed train split or on a stream of fresh pairs
-(``TrainConfig(data="stream")``), one long run per configuration with its weights kept at
-several steps, every kept step evaluated like a study run; written to
-``benchmarks/results/data_scale_study.json`` (rows keyed by run and step, merged with the
-rows already there).
+(``TrainConfig(data="stream")``), at 800 steps and at longer schedules (one run per length:
+the cosine schedule depends on the total steps), each run's weights kept at several steps and
+every kept step evaluated like a study run (``--final-only``: the final step only); written
+to ``benchmarks/results/data_scale_study.json`` (rows keyed by run and step, merged with the
+rows already there; rows already in the file are not evaluated again).
+
+    .venv/bin/python benchmarks/regime_study.py --data-scale rich-stream-learned-2000 --final-only
 
 Factors: world richness (``default`` single-object world vs ``rich`` compositional scenes
 with the same 24 classes: up to 3 objects, each optional attribute captioned with
