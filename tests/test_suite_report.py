@@ -96,3 +96,15 @@ def test_headline_table_and_result_rows() -> None:
     from isoclip.studies.results import _rows
 
     assert len(_rows(rows)) == len(rows)  # a valid result file
+
+
+def test_example_set_prefers_emoji_then_an_averaged_set() -> None:
+    from isoclip.studies.suite_report import example_set
+
+    study = _study()["image"]
+    assert example_set(study) == "w/a=1"
+    assert example_set(study, prefer="cub") == "cub"
+    assert example_set(SuiteStudy(results=study.results[:1], bundles={}, sets={})) == "w/all"
+    for rows in ([], study.results[4:]):  # nothing, or only revisited protocol rows
+        with pytest.raises(ValueError, match="no labelled image set"):
+            example_set(SuiteStudy(results=rows, bundles={}, sets={}))

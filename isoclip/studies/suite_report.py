@@ -28,7 +28,8 @@ from isoclip.studies.suite import (
     suite_table,
 )
 
-__all__ = ["LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "family_label", "headline_table",
+__all__ = ["FAMILY_SCOPES", "LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "example_set",
+           "family_label", "headline_table",
            "inversion_gain", "suite_by_task", "suite_glue", "suite_result_rows",
            "suite_summary"]
 
@@ -46,6 +47,9 @@ LABEL_FREE_GOAL = 1.0
 
 _FAMILY_LABELS = {"synthetic": "the default model's synthetic world",
                   "emoji": "the emoji model's emoji", "paper": "the paper's datasets"}
+
+#: The model each embedded family's verdicts are about.
+FAMILY_SCOPES = {"synthetic": "on the tiny model trained here", "emoji": "on the emoji model"}
 
 
 def family_label(family: str) -> str:
@@ -183,8 +187,8 @@ def suite_summary(values: Mapping[str, Any], mod: str, *, scope: str,
     """A Markdown paragraph stating, per family, the fine-grained verdicts of task ``mod``
     from :func:`suite_glue` values: the held-out band against CLIP and against the
     mean-centred control, the label-free rules against the held-out band, OTI / OVI, and the
-    whole set beside it; every verdict scoped with ``scope``
-    (:func:`isoclip.studies.verdicts.scope`)."""
+    whole set beside it; every verdict scoped with its family's model (:data:`FAMILY_SCOPES`,
+    else ``scope``: :func:`isoclip.studies.verdicts.scope` of the chapter's model)."""
     tag = TASK_TAGS[mod]
     inv_name = "OTI" if mod == "image" else "OVI"
     fams = [k[len(prefix) + 1:-len(f"_{tag}_n_sets")] for k in values
@@ -198,7 +202,7 @@ def suite_summary(values: Mapping[str, Any], mod: str, *, scope: str,
 
         s = (f"On {v('family')} ({v('n_sets')} sets averaged) CLIP has {v('clip', '.1f')} mAP "
              f"and the held-out band {v('heldout', '.1f')}: {v('heldout_ci')}, so it "
-             f"{v('heldout_verdict')} mAP on the average {scope}; against the mean-centred "
+             f"{v('heldout_verdict')} mAP on the average {FAMILY_SCOPES.get(fam, scope)}; against the mean-centred "
              f"control ({v('centred_ci')} over CLIP) it gives {v('over_centred_ci')} "
              f"({v('over_centred_verdict')}).")
         for rule, words in (("agree", "agreement"), ("auto", "automatic")):
@@ -283,3 +287,22 @@ _OURS = {"CLIP": "CLIP", "mean-centred": "mean-centred",
          "IsoCLIP (agreement)": "IsoCLIP (agreement)", "IsoCLIP (held-out)": "IsoCLIP",
          "IsoCLIP (oracle)": "IsoCLIP (oracle)"}
 _CONTROL = {"CLIP": "random init", "IsoCLIP (held-out)": "random init (IsoCLIP)"}
+
+
+def example_set(study: SuiteStudy, prefer: str = "emoji/category=animals-nature") -> str:
+    """The image set whose retrievals a chapter shows: ``prefer`` when the study has it (real
+    images, emoji), else its first averaged image set, else its first image set, sets whose
+    gallery is not the query split first (there the query itself would top the list); never a
+    revisited Oxford / Paris protocol row (its relevance is not a label).
+
+    Raises:
+        ValueError: the study has no such image set.
+    """
+    results = [r for r in study.task("image") if not r.meta.get("protocol")]
+    if not results:
+        raise ValueError("study: no labelled image set to show retrievals of")
+    names = [r.name for r in results]
+    if prefer in names:
+        return prefer
+    ranked = sorted(results, key=lambda r: (r.same_split, not in_average(r)))  # stable
+    return ranked[0].name
