@@ -18,8 +18,11 @@ from isoclip.studies.ablations import (
     ablation_family_gains,
     ablation_glue,
     ablation_metrics,
+    ablation_result_rows,
     ablation_rows,
     ablation_suite_table,
+    ablation_verdicts,
+    band_glue,
     chosen_band,
     primary_rows,
 )
@@ -78,9 +81,12 @@ def _set(name: str, family: str, fine: bool | None, modality: str, base: float,
                             float(ap["random_band"].mean()) + 0.5], Band(1, 1), 8, modality,
                        n_boot=200)
     df.insert(0, "set", name)
+    df.insert(1, "name", name)
     df.insert(2, "family", family)
     df["in_average"] = bool(fine)
     df["n"] = n
+    df["n_gallery"] = 10
+    df["model"] = "embedded"
     df["protocol"] = ""
     return res, df
 
@@ -109,4 +115,16 @@ def test_suite_table_averages_and_glue() -> None:
     assert g["img_iso_vs_random"] == "above"
     assert g["img_iso_vs_random_z"] == pytest.approx(2.0 / np.std([-0.5, 0.5], ddof=1))
     assert g["txt_iso_verdict"] == "does not measurably change"
-    assert g["verdict_scope"] == "on the tiny model trained here"
+    suite.dims["embedded"] = (16, 12)
+    suite.bands.update({("embedded", "image"): Band(1, 1), ("embedded", "text"): Band(2, 3)})
+    suite.origins.update({("embedded", "image"): "the paper's ViT-B/32 band scaled to r",
+                          ("embedded", "text"): "set by the parameters"})
+    b = band_glue(suite, tidy)
+    assert b["r"] == 12 and b["img_kept"] == 10 and b["txt_kept"] == 7
+    assert b["n_seeds"] == 2 and b["n_gallery"] == 10 and b["image_set"] == "synthetic/world"
+    assert b["verdict_scope"] == "on the tiny model trained here"
+    assert "rank-12" in b["band_note"]
+    text = ablation_verdicts(suite, "embedded", None, n_boot=200)
+    assert "image→image" in text and "raises" in text and "on the tiny model" in text
+    rows = ablation_result_rows(suite)
+    assert len(rows) == len(suite.rows) and rows[0]["task"] == "image-image"

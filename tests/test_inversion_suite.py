@@ -101,3 +101,64 @@ def test_invert_whole_query_budget_for_paper_sets(tiny, isolated_cache) -> None:
     rows, _ = _invert_whole(tiny, feats, labels, "image", 2,
                             InversionSettings(oti_steps=1, queries="all"), "paper")
     assert len(rows) == 12
+
+
+def test_inversion_glue_summary_and_figure(tiny, isolated_cache) -> None:
+    """Chapter 3's prose values come from the study they describe (hand-checked entries)."""
+    from isoclip.data.world.config import WorldConfig
+    from isoclip.data.world.synthetic import make_world
+    from isoclip.method.bands import Band
+    from isoclip.studies.inversion import (
+        inversion_curves_figure,
+        inversion_glue,
+        inversion_study,
+        summary_table,
+    )
+
+    world = make_world(WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
+                                   n_train_per_class=2, n_query_per_class=3,
+                                   n_gallery_per_class=4, n_text_query_per_class=2,
+                                   n_text_gallery_per_class=3), cache=False)
+    study = inversion_study(tiny, world, oti_per_class=2, ovi_per_class=1, oti_steps=2,
+                            ovi_steps=2, oti_snapshots=(0, 1), ovi_snapshots=(0,),
+                            image_band=Band(1, 1), text_band=Band(0, 2))
+    g = inversion_glue(study, tiny, world, subset_seed=0)
+    ret = study.retrieval.set_index(["task", "method"])["mAP"]
+    assert g["n_oti"] == 8 and g["oti_per_class"] == 2 and g["n_classes"] == 4
+    assert g["img_inv"] == pytest.approx(float(ret[("image→image", "OTI")]))
+    assert g["txt_headroom"] == pytest.approx(100.0 - float(ret[("text→text", "CLIP")]))
+    d = study.deltas.set_index("key")
+    assert g["img_inv_lo"] == pytest.approx(float(d.loc["img_OTI", "lo"]))
+    assert g["img_band"] == "(1, 1)" and g["txt_band"] == "(0, 2)"
+    assert g["subset_oti"] == "a seeded class-balanced subset of"
+    assert g["zs_chance"] == pytest.approx(25.0)
+    assert g["oti_last_step"] == 2 and g["verdict_scope"] == "on the tiny model trained here"
+    assert g["img_inv_verdict"] in ("raises", "lowers", "does not measurably change")
+    s = summary_table(study)
+    assert s.loc["image→image mAP (OTI)", "OTI / OVI (inverted)"] == pytest.approx(g["img_inv"])
+    assert np.isnan(s.loc["zero-shot top-1 % (through OTI)", "IsoCLIP"])
+    fig = inversion_curves_figure(study)
+    assert len(fig.axes) == 4
+
+
+def test_grid_stride_paper_numbers_and_control() -> None:
+    from isoclip.studies.inversion_suite import control_layout, grid_stride, paper_numbers
+
+    assert grid_stride(None, "embedded") == 2 and grid_stride(4, "ViT-B-32") == 4
+    with pytest.raises(ValueError, match="grid_stride"):
+        grid_stride(0, "embedded")
+    assert paper_numbers("embedded", None) == {}
+    assert paper_numbers("ViT-B-32", None) == {}  # random init: no reported numbers
+    ref = paper_numbers("ViT-B-32", "openai")
+    assert "CLIP" in set(ref["image"]["method"])
+    a = _result("cub2011", "paper", None, [10, 20], [30, 40], [10, 20])
+    b = _result("cub2011", "paper", None, [5, 6], [7, 8], [9, 10])
+    main = inversion_table(InversionSuite([a], "ViT-B-32", "openai", InversionSettings()),
+                           n_boot=100)
+    ctrl = inversion_table(InversionSuite([b], "ViT-B-32", None, InversionSettings()),
+                           n_boot=100)
+    lay = control_layout(main, ctrl)
+    assert lay.loc[("image→image", "cub2011"), ("random init", "CLIP")] == 5.0
+    assert lay.loc[("image→image", "cub2011"), ("pretrained", "OTI / OVI")] == 30.0
+    assert inversion_layout(main, "image", paper=ref["image"]).index[-1][1].startswith(
+        "reported by")

@@ -32,18 +32,18 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from isoclip.common.types import Modality
+from isoclip.method.operator import svd
+from isoclip.method.projectors import get_projectors
 from isoclip.studies.suite import (
     FAMILY_LABELS,
     InversionSettings,
     SetResult,
     average_gain,
     in_average,
-    suite_study,
 )
 
-__all__ = ["InversionSuite", "family_scope", "inversion_layout", "inversion_result_rows",
-           "inversion_suite", "inversion_table", "inversion_verdicts", "inverted_view"]
+__all__ = ["InversionSuite", "control_layout", "family_scope", "grid_stride", "inversion_layout", "inversion_result_rows",
+           "inversion_suite", "inversion_table", "inversion_verdicts", "inverted_view", "paper_numbers"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,42 +71,34 @@ class InversionSuite:
 
 def inversion_suite(datasets: str | Sequence[str], text_datasets: str | Sequence[str], *,
                     model: str = "embedded", pretrained: str | None = None,
-                    data_root: Any = None, device: str = "cpu",
-                    inversion: InversionSettings | None = None, stride: int = 2,
-                    calibration_pairs: int = 1000, seed: int = 0,
-                    progress: bool = False) -> InversionSuite:
+                    inversion: InversionSettings | None = None, **kwargs: Any
+                    ) -> InversionSuite:
     """CLIP, OTI / OVI, IsoCLIP and mean-centring on every image set of ``datasets`` and
-    every caption set of ``text_datasets`` (suites expanded).
+    every caption set of ``text_datasets`` (suites expanded): the suite study of each task
+    (:func:`isoclip.studies.suite_report.suite_by_task`), so the rows are the cached ones
+    the other chapters read when their settings are the same.
 
     Args:
         datasets, text_datasets: registry names or suites
             (:func:`isoclip.data.registry.datasets_list`).
-        model, pretrained, device, data_root: as in :func:`isoclip.studies.suite.suite_study`.
+        model, pretrained: as in :func:`isoclip.studies.suite.suite_study`.
         inversion: the OTI / OVI settings (query subsets, steps, seeds; None: the defaults,
             chapter 3's).
-        stride, calibration_pairs, seed: as in :func:`isoclip.studies.suite.suite_study`.
+        kwargs: the other settings of :func:`isoclip.studies.suite.suite_study`
+            (``data_root``, ``device``, ``train``, ``stride``, ``calibration_pairs``,
+            ``seed``, ...).
 
     Raises:
-        ValueError: unknown names, a caption set in ``datasets`` (or the reverse), or a
-            revisited set with the embedded model.
+        ValueError: unknown names, or the errors of the suite study.
     """
-    from isoclip.data.registry import datasets_list
+    from isoclip.studies.suite_report import suite_by_task
 
     inversion = InversionSettings() if inversion is None else inversion
-    common: dict[str, Any] = {"model": model, "pretrained": pretrained, "data_root": data_root,
-                              "device": device, "stride": stride,
-                              "calibration_pairs": calibration_pairs, "seed": seed,
-                              "inversion": inversion, "progress": progress}
-    results: list[SetResult] = []
-    bundles: dict[str, Any] = {}
-    tasks: tuple[tuple[str | Sequence[str], Modality], ...] = ((datasets, "image"),
-                                                              (text_datasets, "text"))
-    for names, modality in tasks:
-        listed = datasets_list(names if isinstance(names, str) else list(names), modality)
-        if listed:
-            study = suite_study(listed, modalities=(modality,), **common)
-            bundles.update(study.bundles)
-            results += study.results
+    studies = suite_by_task(datasets, text_datasets, model=model, pretrained=pretrained,
+                            inversion=inversion, **kwargs)
+    results = [r for mod in ("image", "text") if mod in studies
+               for r in studies[mod].task(mod)]
+    bundles = {k: b for st in studies.values() for k, b in st.bundles.items()}
     return InversionSuite(results=results, model=model, pretrained=pretrained,
                           settings=inversion, bundles=bundles)
 
@@ -288,3 +280,57 @@ def inversion_result_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
                 row["variant"] = r["variant"]
             out.append(row)
     return out
+
+
+def grid_stride(stride: int | None, model: str, pretrained: str | None = None, *,
+                device: str = "cpu") -> int:
+    """The band grid's step: ``stride`` if given; else 2 for the embedded models and for a
+    model whose Psi has rank <= 64, ``rank // 16`` above (a 16 x 16 grid at most, the cost of
+    a held-out band on a real CLIP's rank 512 or 768)."""
+    if stride is not None:
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"grid_stride: expected None or an int >= 1, got {stride!r}")
+        return stride
+    if model == "embedded":
+        return 2
+    from isoclip.training.embedded import resolve_model
+
+    P = get_projectors(resolve_model(model, pretrained, device=device, progress=False).model)
+    rank = svd(P).r
+    return 2 if rank <= 64 else max(2, rank // 16)
+
+
+def paper_numbers(model: str, pretrained: str | None) -> dict[str, pd.DataFrame]:
+    """task (``"image"``, ``"text"``) -> the papers' reported averages for this backbone
+    (:func:`isoclip.studies.results.paper_averages`); tasks without any are left out (always
+    so for the embedded models and random init)."""
+    from isoclip.studies.reference import load_paper_numbers
+    from isoclip.studies.results import paper_averages
+
+    if model == "embedded":
+        return {}
+    ref = load_paper_numbers()
+    out = {}
+    for task in ("image", "text"):
+        df = paper_averages(ref, model, pretrained, f"{task}-{task}")
+        if len(df):
+            out[task] = df
+    return out
+
+
+def control_layout(table: pd.DataFrame, control: pd.DataFrame, *, decimals: int = 1
+                   ) -> pd.DataFrame:
+    """:func:`inversion_table` of a pretrained model beside that of its random-init control
+    (:mod:`isoclip.studies.controls`): rows (task, set), columns (weights, method) with the
+    mAP of CLIP, the inversion and IsoCLIP (held-out band) on the inverted queries."""
+    from isoclip.studies.controls import RANDOM_INIT
+
+    cols = {"CLIP": "CLIP", "inverted": "OTI / OVI", "IsoCLIP (held-out)": "IsoCLIP held-out"}
+    key = ["task", "set"]
+    a = table[key + list(cols)].rename(columns={c: ("pretrained", n) for c, n in cols.items()})
+    b = control[key + list(cols)].rename(columns={c: (RANDOM_INIT, n) for c, n in cols.items()})
+    out = a.merge(b, on=key, how="left", sort=False)
+    out["task"] = out["task"].map({"image": "image→image", "text": "text→text"})
+    out = out.set_index(key).rename_axis(["", "set"])
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.round(decimals)
