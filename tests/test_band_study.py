@@ -148,3 +148,49 @@ def test_ordering_table_verdicts_rows_and_figure(setup):
     assert len(rows) == 2 * 3 * 4 and not rows[-1]["in_average"]
     fig = band_study.ordering_figure({"image→image": {"a": t, "random init": t}})
     assert not plotting.figure_problems(fig)
+
+
+def test_band_ordering_study_end_to_end_on_fake_real_sets(tmp_path, isolated_cache):
+    """A random-init tiny open_clip model over fake miniatures of two image sets (one revisited)
+    and two caption sets, with its random-init control; every entry equals a direct
+    region_results call on the same features."""
+    from isoclip.data.fakes import make_fake_dataset
+
+    for name in ("cub2011", "roxford5k", "flickr30k_text", "coco_text"):
+        make_fake_dataset(name, tmp_path, n_classes=3, per_class=2, image_size=16)
+    with pytest.raises(ValueError, match="text_datasets"):
+        band_study.band_ordering_study(["cub2011"], [], model="isoclip-tiny-vit",
+                                       data_root=tmp_path)
+    key, img, txt = band_study.primary_sets(["roxford5k", "cub2011"], ["coco_text"],
+                                            "isoclip-tiny-vit")
+    assert (key, img, txt) == ("isoclip-tiny-vit", "cub2011", "coco_text")
+    with pytest.raises(ValueError, match="class-labelled"):
+        band_study.primary_sets(["roxford5k"], ["coco_text"], "isoclip-tiny-vit")
+    study = band_study.band_ordering_study(["cub2011", "roxford5k"],
+                                           ["flickr30k_text", "coco_text"],
+                                           model="isoclip-tiny-vit", data_root=tmp_path,
+                                           device="cpu", control=True)
+    assert list(study.results) == ["random init (as given)", "random init"]
+    labels = [r.meta["label"] for r in study.task("image")]
+    assert labels == ["cub2011", "roxford5k (E)", "roxford5k (M)", "roxford5k (H)"]
+    assert [r.name for r in study.task("text")] == ["flickr30k_text", "coco_text"]
+    from isoclip.models.loading import load_model
+
+    bundle = load_model("isoclip-tiny-vit", None, seed=0)
+    from isoclip.method.projectors import get_projectors
+
+    P = get_projectors(bundle.model)
+    task = band_study.set_task(bundle, "cub2011", "image", tmp_path)
+    band = study.bands["random init (as given)"]["image"]["isoclip-tiny-vit"]
+    (direct,) = band_study.region_results(P, task, band)
+    got = study.task("image")[0]
+    for k in ("CLIP", *band_study.REGIONS):
+        assert got.mean(k) == pytest.approx(direct.mean(k), abs=1e-9)
+    tables = band_study.ordering_tables(study)
+    assert list(tables) == ["image→image", "text→text"]
+    t = tables["image→image"]["random init"]
+    assert t.iloc[-1]["set"] == "average (2 datasets)"  # cub2011 and roxford5k (M)
+    v = band_study.ordering_verdict_table(study, "isoclip-tiny-vit", None, n_boot=100)
+    assert set(v["weights"]) == set(study.results)
+    assert all("on isoclip-tiny-vit" in x for x in v["verdict"])
+    assert "random-init control" in band_study.ordering_reading(v)

@@ -30,7 +30,8 @@ from isoclip.selection.sweep import BandScorer, best_band, sweep_bands
 
 __all__ = ["REGIONS", "REGION_METHODS", "BandOrdering", "RegionStudy", "RetrievalTask",
            "band_choices", "band_ordering_study", "ordering_display", "ordering_figure",
-           "ordering_rows", "ordering_table", "ordering_verdicts", "region_results",
+           "ordering_reading", "ordering_rows", "ordering_table", "ordering_tables",
+           "ordering_verdict_table", "ordering_verdicts", "primary_sets", "region_results",
            "region_study", "retrieval_task", "set_task"]
 
 _TITLES = {"image": "image→image", "text": "text→text"}
@@ -306,7 +307,8 @@ def band_ordering_study(datasets: str | Sequence[str], text_datasets: str | Sequ
     names = {}
     for mod, arg, given in (("image", "datasets", datasets), ("text", "text_datasets",
                                                               text_datasets)):
-        lst = datasets_list(given if isinstance(given, str) else list(given), mod)  # type: ignore[arg-type]
+        lst = datasets_list(given if isinstance(given, str) else list(given), mod  # type: ignore[arg-type]
+                            ) if len(given) else []
         if not lst:
             raise ValueError(f"{arg}: expected at least one {mod} set, got {given!r}")
         names[mod] = lst
@@ -327,8 +329,10 @@ def band_ordering_study(datasets: str | Sequence[str], text_datasets: str | Sequ
                 bundles[key] = emb.resolve_model(key, pretrained, device=device, progress=False)
         return bundles[key]
 
-    weights = {f"{pretrained or RANDOM_INIT}" if model != "embedded" else "trained here":
-               bundle_for}
+    main = "trained here" if model == "embedded" else str(pretrained or RANDOM_INIT)
+    if control and main == RANDOM_INIT:
+        main = f"{RANDOM_INIT} (as given)"
+    weights = {main: bundle_for}
     if control:
         ctrl: dict[str, Any] = {}
 
@@ -541,3 +545,101 @@ def ordering_figure(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> Any:
                            label=labels[1])]
     legend_below(fig, handles, [str(h.get_label()) for h in handles], ncol=min(len(handles), 5))
     return fig
+
+
+def primary_sets(datasets: str | Sequence[str], text_datasets: str | Sequence[str],
+                 model: str = "embedded", data_root: Any = None) -> tuple[str, str, str]:
+    """The sets of the chapter's detailed band figure and sweep: the first class-labelled image
+    set of ``datasets`` and the first caption set of ``text_datasets`` evaluated by the same
+    model (:func:`isoclip.training.embedded.model_for_set`).
+
+    Returns:
+        ``(model key, image set, text set)``.
+
+    Raises:
+        ValueError: no class-labelled image set (revisited Oxford / Paris have no classes
+            for the sweep), or no text set of that image set's model.
+    """
+    from isoclip.data import suites
+    from isoclip.data.registry import dataset_info, datasets_list
+    from isoclip.training.embedded import model_for_set
+
+    def labelled(name: str) -> bool:
+        return suites.is_embedded(name) or dataset_info(name).layout != "revisited"
+
+    images = [n for n in datasets_list(
+        datasets if isinstance(datasets, str) else list(datasets), "image") if labelled(n)]
+    if not images:
+        raise ValueError(f"datasets: expected at least one class-labelled image set for the "
+                         f"band sweep (revisited Oxford / Paris have none), got {datasets!r}")
+    key = model_for_set(images[0], model)
+    texts = [n for n in datasets_list(
+        text_datasets if isinstance(text_datasets, str) else list(text_datasets), "text")
+        if model_for_set(n, model) == key]
+    if not texts:
+        raise ValueError(f"text_datasets: expected a text set evaluated by the model of "
+                         f"{images[0]!r} ({key}), got {text_datasets!r}")
+    return key, images[0], texts[0]
+
+
+def ordering_tables(study: BandOrdering) -> dict[str, dict[str, pd.DataFrame]]:
+    """Task title (``"image→image"``, ``"text→text"``) -> weights label -> :func:`ordering_table`."""
+    return {_TITLES[mod]: {w: ordering_table(study.task(mod, w)) for w in study.results}
+            for mod in ("image", "text") if study.task(mod)}
+
+
+def ordering_verdict_table(study: BandOrdering, model: str = "embedded",
+                           pretrained: str | None = None, *, n_boot: int = 2000
+                           ) -> pd.DataFrame:
+    """:func:`ordering_verdicts` for every task and weights: columns ``task, weights, family,
+    n_sets, vs_top, vs_bottom, holds, verdict``; each verdict scoped to the model that
+    evaluated the family (the tiny default or emoji model; the open_clip model and its
+    weights)."""
+    from isoclip.studies.verdicts import scope
+
+    family_scope = {"synthetic": "on the tiny default model trained here",
+                    "emoji": "on the emoji model trained here"}
+    parts = []
+    for mod in ("image", "text"):
+        for w in study.results:
+            res = study.task(mod, w)
+            if not res:
+                continue
+            v = ordering_verdicts(res, "", n_boot=n_boot)
+            if v.empty:
+                continue
+            scopes = [family_scope.get(f, scope(model, pretrained)) if model == "embedded" else
+                      f"on {model} ({w})" for f in v["family"]]
+            v["verdict"] = [f"{s.strip()} {sc}" for s, sc in zip(v["verdict"], scopes)]
+            v.insert(0, "weights", w)
+            v.insert(0, "task", _TITLES[mod])
+            parts.append(v)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def ordering_reading(verdicts: pd.DataFrame) -> str:
+    """One sentence per task and family from :func:`ordering_verdict_table`; where a random-init
+    control was run, whether the pretrained model's verdict separates from it (a claim counts
+    only where it does)."""
+    from isoclip.studies.controls import RANDOM_INIT
+    from isoclip.studies.suite import FAMILY_LABELS
+
+    if verdicts.empty:
+        return ""
+    out = []
+    weights = list(dict.fromkeys(verdicts["weights"]))
+    main = weights[0]
+    for (task, fam), part in verdicts.groupby(["task", "family"], sort=False):
+        row = part.set_index("weights")
+        m = row.loc[main]
+        text = (f"{task}, {FAMILY_LABELS.get(fam, fam)} ({int(m['n_sets'])} sets averaged): "
+                f"{m['verdict']} (middle − top {m['vs_top']}, middle − bottom "
+                f"{m['vs_bottom']} mAP).")
+        if RANDOM_INIT in row.index and main != RANDOM_INIT:
+            c = row.loc[RANDOM_INIT]
+            text += (" The random-init control gives the same verdict, so it does not count "
+                     "for pretraining." if bool(c["holds"]) == bool(m["holds"]) else
+                     " The random-init control gives the opposite verdict: the pretrained "
+                     "model separates from it.")
+        out.append(text)
+    return " ".join(out)
