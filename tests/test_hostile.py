@@ -213,6 +213,23 @@ def _make(repo: Path, *args: str, venv: Path | None = None,
                           check=False)
 
 
+def _logging_venv(tmp_path: Path, log: Path, *, run_checks: bool) -> Path:
+    """A venv folder whose ``python`` appends its argv to ``log`` (a JSON list per line) and
+    runs nothing, except the parameter check (``--check``) when ``run_checks``, and whose
+    ``jupyter-book`` appends the line ``jupyter-book``."""
+    stub = tmp_path / "stub-venv"
+    (stub / "bin").mkdir(parents=True)
+    check = (f"if \"--check\" in sys.argv:\n    os.execv({PYTHON!r}, [{PYTHON!r}, *sys.argv[1:]])"
+             if run_checks else "")
+    (stub / "bin" / "python").write_text(
+        f"#!{PYTHON}\nimport json, os, sys\nwith open({str(log)!r}, \"a\") as f:\n"
+        f"    f.write(json.dumps(sys.argv[1:]) + \"\\n\")\n{check}\n")
+    (stub / "bin" / "jupyter-book").write_text(f"#!/bin/sh\necho jupyter-book >> '{log}'\n")
+    for f in (stub / "bin").iterdir():
+        f.chmod(0o755)
+    return stub
+
+
 def test_make_reproduce_rejects_a_params_name_before_deleting_anything(tmp_path: Path) -> None:
     """``PARAMS`` must name a file of notebooks/params/: ``PARAMS='fake-vit-b-32 ../victim'``
     is refused and deletes nothing."""
@@ -255,27 +272,14 @@ def test_make_reproduce_passes_a_data_root_with_spaces_as_one_argument(tmp_path:
     repo = _make_sandbox(tmp_path)
     data = tmp_path / "my data"
     data.mkdir()
-    stub = tmp_path / "stub-venv"
-    (stub / "bin").mkdir(parents=True)
     log = tmp_path / "argv.jsonl"
-    # a python that logs its argv, runs the real check (--check) and stubs every real run
-    (stub / "bin" / "python").write_text(textwrap.dedent(f"""\
-        #!{PYTHON}
-        import json, os, sys
-        with open({str(log)!r}, "a") as f:
-            f.write(json.dumps(sys.argv[1:]) + "\\n")
-        if "--check" in sys.argv:
-            os.execv({PYTHON!r}, [{PYTHON!r}, *sys.argv[1:]])
-        """))
-    (stub / "bin" / "jupyter-book").write_text("#!/bin/sh\nexit 0\n")
-    for f in (stub / "bin").iterdir():
-        f.chmod(0o755)
+    stub = _logging_venv(tmp_path, log, run_checks=True)
     mathjax = tmp_path / "tex-svg.js"
     mathjax.write_text("")  # present: nothing to download
     res = _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
                 f"MATHJAX={mathjax}", venv=stub)
     assert res.returncode == 0, res.stderr
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("[")]
     runs = [c for c in calls if c[:2] == ["-m", "isoclip.notebooks"] and "--check" not in c]
     assert runs and f"data_root={data}" in runs[0]
     books = [c for c in calls if c and c[0].endswith("reproduce_book.py")]

@@ -303,25 +303,14 @@ def test_make_reproduce_narrows_the_datasets_and_renders_the_results_page(tmp_pa
     """``DATASETS`` / ``TEXT_DATASETS`` reach the check and the run as YAML lists; the results
     page runs after the chapters, on this run's parameter set only; the book gets built."""
     import json
-    import textwrap
 
-    from test_hostile import PYTHON, _make, _make_sandbox
+    from test_hostile import _logging_venv, _make, _make_sandbox
 
     repo = _make_sandbox(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
-    stub = tmp_path / "stub-venv"
-    (stub / "bin").mkdir(parents=True)
     log = tmp_path / "argv.jsonl"
-    (stub / "bin" / "python").write_text(textwrap.dedent(f"""\
-        #!{PYTHON}
-        import json, sys
-        with open({str(log)!r}, "a") as f:
-            f.write(json.dumps(sys.argv[1:]) + "\\n")
-        """))
-    (stub / "bin" / "jupyter-book").write_text(f"#!/bin/sh\necho jupyter-book >> {log}\n")
-    for f in (stub / "bin").iterdir():
-        f.chmod(0o755)
+    stub = _logging_venv(tmp_path, log, run_checks=False)
     mathjax = tmp_path / "tex-svg.js"
     mathjax.write_text("")
     res = _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
