@@ -108,3 +108,18 @@ def test_example_set_prefers_emoji_then_an_averaged_set() -> None:
     for rows in ([], study.results[4:]):  # nothing, or only revisited protocol rows
         with pytest.raises(ValueError, match="no labelled image set"):
             example_set(SuiteStudy(results=rows, bundles={}, sets={}))
+
+
+@pytest.mark.parametrize("rank, stride", [(64, 2), (96, 6), (512, 32)])
+def test_grid_stride_for_follows_the_rank(monkeypatch, rank: int, stride: int) -> None:
+    from types import SimpleNamespace
+
+    from isoclip.method import operator, projectors
+    from isoclip.studies.suite_report import grid_stride_for
+    from isoclip.training import embedded
+
+    assert grid_stride_for("embedded") == 2
+    monkeypatch.setattr(embedded, "resolve_model", lambda *a, **k: SimpleNamespace(model="m"))
+    monkeypatch.setattr(projectors, "get_projectors", lambda m: ("P", m))
+    monkeypatch.setattr(operator, "svd", lambda P: SimpleNamespace(r=rank))
+    assert grid_stride_for("ViT-B-32", None) == stride

@@ -29,7 +29,7 @@ from isoclip.studies.suite import (
 )
 
 __all__ = ["FAMILY_SCOPES", "LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "example_set",
-           "family_label", "headline_table",
+           "examples_figure", "family_label", "grid_stride_for", "headline_table",
            "inversion_gain", "suite_by_task", "suite_glue", "suite_result_rows",
            "suite_summary"]
 
@@ -306,3 +306,29 @@ def example_set(study: SuiteStudy, prefer: str = "emoji/category=animals-nature"
         return prefer
     ranked = sorted(results, key=lambda r: (r.same_split, not in_average(r)))  # stable
     return ranked[0].name
+
+
+def examples_figure(study: SuiteStudy, name: str, *, data_root: Any = None, n: int = 4,
+                    k: int = 5, seed: int = 0) -> Any:
+    """:func:`isoclip.studies.suite.example_retrievals_figure` of set ``name`` (query images
+    and their top-``k`` under CLIP and IsoCLIP's held-out band); ``data_root`` is read for a
+    paper dataset only."""
+    from isoclip.data import suites
+    from isoclip.studies.suite import example_retrievals_figure
+
+    config = {} if suites.is_embedded(name) else {"data_root": data_root}
+    return example_retrievals_figure(study, name, n=n, k=k, seed=seed, **config)
+
+
+def grid_stride_for(model: str, pretrained: str | None = None, *, device: str = "cpu") -> int:
+    """The band grid's default stride for a chapter's model: 2 up to rank 64 (the embedded
+    models: every other band), else rank / 16 (ViT-B/32: 32, 136 bands per task), as the band
+    analysis chapter."""
+    if model == "embedded":
+        return 2
+    from isoclip.method.operator import svd
+    from isoclip.method.projectors import get_projectors
+    from isoclip.training.embedded import resolve_model
+
+    rank = svd(get_projectors(resolve_model(model, pretrained, device=device).model)).r
+    return 2 if rank <= 64 else max(2, rank // 16)
