@@ -509,16 +509,24 @@ def band_glue(suite: AblationSuite, tidy: pd.DataFrame, model: str = "embedded",
         if mod == "image":
             g.update({"r": min(d_i, d_t), "d_i": d_i, "d_t": d_t,
                       "n_query": int(row["n"]), "n_gallery": int(row["n_gallery"]),
-                      "image_set": row["set"]})
+                      "image_set": row["name"] + (f" ({row['protocol']})" if row["protocol"]
+                                                  else "")})
         else:
             g.update({"n_text_query": int(row["n"]), "n_text_gallery": int(row["n_gallery"]),
-                      "text_set": row["set"]})
+                      "text_set": row["name"]})
         g.update({f"{tag}_k_top": band.k_top, f"{tag}_k_bottom": band.k_bottom,
                   f"{tag}_kept": band.kept(min(d_i, d_t)),
                   f"{mod}_band_origin": suite.origins[(row["model"], mod)]})
     g["n_seeds"] = int(tidy.loc[tidy["key"] == "random_band", "runs"].iloc[0])
     g["band_note"] = g["band_note"].format(r=g["r"])
     return g
+
+
+def _side(lo: float, hi: float) -> str:
+    from isoclip.studies.verdicts import change
+
+    return {"raises": "above", "lowers": "below"}.get(change(lo, hi),
+                                                        "not measurably different from")
 
 
 def ablation_verdicts(suite: AblationSuite, model: str, pretrained: str | None, *,
@@ -546,10 +554,10 @@ def ablation_verdicts(suite: AblationSuite, model: str, pretrained: str | None, 
             f"**{names[str(mod)]}, {FAMILY_LABELS.get(str(fam), fam)}** (average over "
             f"{int(iso['n_sets'])} sets, {family_scope(str(fam), model, pretrained)}): IsoCLIP's "
             f"band {change(iso['lo'], iso['hi'])} CLIP's mAP ({iso['delta']:+.2f}, 95 % interval "
-            f"{iso['lo']:+.2f} to {iso['hi']:+.2f}) and lands {rnd['delta']:+.2f} mAP from a "
-            f"random band of the same width ({rnd['lo']:+.2f} to {rnd['hi']:+.2f}: it "
-            f"{change(rnd['lo'], rnd['hi'])} the random band's mAP). Rows significantly above "
-            f"CLIP on average: {', '.join(better) if better else 'none'}.")
+            f"{iso['lo']:+.2f} to {iso['hi']:+.2f}); against a random band of the same width "
+            f"it scores {rnd['delta']:+.2f} mAP ({rnd['lo']:+.2f} to {rnd['hi']:+.2f}), "
+            f"{_side(rnd['lo'], rnd['hi'])} the random band. Rows significantly above CLIP on "
+            f"average: {', '.join(better) if better else 'none'}.")
     return "\n\n".join(out)
 
 
