@@ -149,7 +149,10 @@ def test_interrupted_inversion_resumes_without_recomputing(image_targets, tiny, 
 # ---------------------------------------------------------------------------------------------
 # torchrun, 2 gloo processes == 1 process
 
-def test_torchrun_two_processes_equal_one_process(tiny, tmp_path, monkeypatch) -> None:
+def _torchrun_two_processes(tmp_path: Path, command: str, *options: str) -> tuple[Path, Path]:
+    """``torchrun --nproc-per-node 2 -m isoclip.distributed <command>`` with the random-init
+    tiny model on fake cub2011 (9 images) and flickr30k_text (4 images); returns the data root
+    and the cache the two processes filled."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         torchrun = Path(shutil.which("torchrun") or "torchrun")
@@ -159,16 +162,23 @@ def test_torchrun_two_processes_equal_one_process(tiny, tmp_path, monkeypatch) -
     cache = tmp_path / "cache-2proc"
     env = {**os.environ, "ISOCLIP_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    inv = {"oti_steps": 3, "ovi_steps": 3, "inversion_batch_size": 2, "feature_batch_size": 2}
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "isoclip.distributed",
-           "invert", "--model", "isoclip-tiny-vit", "--pretrained", "none",
+           command, "--model", "isoclip-tiny-vit", "--pretrained", "none",
            "--data-root", str(data_root), "--datasets", "cub2011",
-           "--text-datasets", "flickr30k_text", "--queries", "all", "--no-progress",
-           *[a for k, v in inv.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
+           "--text-datasets", "flickr30k_text", "--no-progress", "--feature-batch-size", "2",
+           *options]
     out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on 2 process(es)" in out.stdout
+    return data_root, cache
+
+
+def test_torchrun_two_processes_equal_one_process(tiny, tmp_path, monkeypatch) -> None:
+    inv = {"oti_steps": 3, "ovi_steps": 3, "inversion_batch_size": 2}
+    data_root, cache = _torchrun_two_processes(
+        tmp_path, "invert", "--queries", "all",
+        *[a for k, v in inv.items() for a in (f"--{k.replace('_', '-')}", str(v))])
     assert not list((cache / BATCH_KIND).glob("*"))  # merged by rank 0, batches dropped
 
     # one process, this cache: the torchrun run's entries are hits and equal a fresh run
@@ -187,3 +197,39 @@ def test_torchrun_two_processes_equal_one_process(tiny, tmp_path, monkeypatch) -
         for field in ("features", "losses", "final_cos"):
             assert torch.equal(getattr(two.inverted, field), getattr(one.inverted, field)), \
                 (name, field)
+
+
+def test_torchrun_feature_extraction_equals_one_process(tiny, tmp_path, monkeypatch) -> None:
+    """``features``: both splits, projected and pre-projection, sharded over 2 gloo processes;
+    rank 0 writes entries that the one-process chapters hit, equal to a fresh extraction."""
+    data_root, cache = _torchrun_two_processes(tmp_path, "features")
+    entries = sorted((cache / "features").glob("*.pt"))
+    # cub2011 is all -> all (one split), flickr30k_text has a query and a gallery split
+    assert len(entries) == 2 * (1 + 2)
+    monkeypatch.setenv("ISOCLIP_CACHE", str(cache))
+    for name, extract in (("cub2011", image_features), ("flickr30k_text", text_features)):
+        data = load_retrieval_dataset(name, data_root)
+        for split in {id(data.query): data.query, id(data.gallery): data.gallery}.values():
+            for kind in ("projected", "preproj"):
+                cached = extract(tiny, split, kind, batch_size=2, progress=False)
+                fresh = extract(tiny, split, kind, batch_size=2, cache=False, progress=False)
+                assert torch.equal(cached, fresh), (name, kind)
+    assert sorted((cache / "features").glob("*.pt")) == entries  # every read was a hit
+
+
+def test_distributed_options_default_to_the_parameter_set(tmp_path) -> None:
+    """The query budget and the inversion settings come from the set's common section (what
+    the chapters read), command-line options override them."""
+    from isoclip.distributed import _parser, _settings
+
+    p = tmp_path / "set.yaml"
+    p.write_text("common:\n  model: ViT-B-32\n  pretrained: null\n  datasets: [cub2011, dtd]\n"
+                 "  text_datasets: [coco_text]\n  inversion_queries: 7\n  oti_steps: 5\n")
+    s = _settings(_parser().parse_args(["invert", "--params", str(p), "--data-root", "x"]))
+    assert s == {"model": "ViT-B-32", "pretrained": None, "datasets": ["cub2011", "dtd"],
+                 "text_datasets": ["coco_text"], "inversion_queries": 7, "oti_steps": 5}
+    s = _settings(_parser().parse_args(["invert", "--params", str(p), "--data-root", "x",
+                                        "--queries", "all", "--datasets", "dtd"]))
+    assert s["inversion_queries"] == "all" and s["datasets"] == "dtd"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["invert", "--data-root", "x", "--queries", "some"])
