@@ -400,6 +400,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     variables = {"PARAMS": args.params, "DATA_ROOT": str(root.resolve())}
     if args.only:
         variables["REPRO_NOTEBOOKS"] = " ".join(args.only)
+    if args.datasets:
+        variables["DATASETS"] = args.datasets
+    if args.text_datasets:
+        variables["TEXT_DATASETS"] = args.text_datasets
     return _run_make(repo, "reproduce", variables, args.dry_run)
 
 
@@ -502,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder holding the datasets in their official layouts")
     p.add_argument("--only", nargs="*", metavar="NN", help="notebook numbers (default: the "
                    "Makefile's REPRO_NOTEBOOKS)")
+    p.add_argument("--datasets", metavar="A,B", help="image sets of this run, comma-separated "
+                   "(default: the parameter set's datasets)")
+    p.add_argument("--text-datasets", metavar="A,B", help="caption sets of this run, "
+                   "comma-separated (default: the parameter set's text_datasets)")
     p.add_argument("--repo", metavar="DIR", help="the companion's repository (as for book)")
     p.add_argument("--dry-run", action="store_true", help="print the command only")
     p.set_defaults(func=_reproduce)

@@ -278,6 +278,11 @@ def test_book_and_reproduce_dry_run(capsys: pytest.CaptureFixture[str], tmp_path
                          "--repo", str(ROOT), "--dry-run", "--only", "05"], capsys)
     assert code == 0 and "reproduce PARAMS=fake-vit-b-32" in out
     assert f"DATA_ROOT={tmp_path.resolve()}" in out and "REPRO_NOTEBOOKS=05" in out
+    assert "DATASETS" not in out
+    code, out, _ = _run(["reproduce", "fake-vit-b-32", "--data-root", str(tmp_path),
+                         "--repo", str(ROOT), "--dry-run", "--datasets", "cub2011,dtd",
+                         "--text-datasets", "coco_text"], capsys)
+    assert code == 0 and " DATASETS=cub2011,dtd TEXT_DATASETS=coco_text" in out
 
 
 @pytest.mark.parametrize("args, code, message", [
