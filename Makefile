@@ -114,7 +114,7 @@ reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> [DATASETS=a,b] ->
 	@echo "[reproduce] book: _build/reproduce-$$PARAMS/_build/html/index.html"
 
 reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with random-init ViT-B-32
-	rm -rf -- "$(FAKE_DATA_ROOT)"
+	rm -rf -- "$(FAKE_DATA_ROOT)" _build/fake-results
 	$(PY) -m isoclip.data.fakes "$(FAKE_DATA_ROOT)" --n-classes 4 --per-class 3 --image-size 32 \
 	  $$($(PY) -c "from isoclip.notebooks import params_datasets as p; print(*p('fake-vit-b-32'))")
 	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR=_build/fake-results
