@@ -21,6 +21,7 @@ export PARAMS DATA_ROOT DATASETS TEXT_DATASETS
 # result files of real-path runs (results/<params>/<chapter>.json; committed, shown in the book)
 RESULTS_DIR ?= results
 FAKE_DATA_ROOT ?= _build/fake-data
+FAKE_RESULTS ?= _build/fake-results
 MATHJAX_VERSION := 3.2.2
 # parallelism: `make models JOBS=n` (default: every core), `make test TEST_JOBS=n`
 JOBS ?=
@@ -114,10 +115,10 @@ reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> [DATASETS=a,b] ->
 	@echo "[reproduce] book: _build/reproduce-$$PARAMS/_build/html/index.html"
 
 reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with random-init ViT-B-32
-	rm -rf -- "$(FAKE_DATA_ROOT)" _build/fake-results
+	rm -rf -- "$(FAKE_DATA_ROOT)" "$(FAKE_RESULTS)"
 	$(PY) -m isoclip.data.fakes "$(FAKE_DATA_ROOT)" --n-classes 4 --per-class 3 --image-size 32 \
 	  $$($(PY) -c "from isoclip.notebooks import params_datasets as p; print(*p('fake-vit-b-32'))")
-	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR=_build/fake-results
+	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR="$(FAKE_RESULTS)"
 
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html
