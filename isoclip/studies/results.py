@@ -262,12 +262,12 @@ def load_results(root: str | os.PathLike[str] | None = None,
         ValueError: a file that is not a valid result file (named in the message), or a
             ``params`` name that is not a file-name-safe name.
     """
-    base = results_root(root)
-    if not base.is_dir():
-        return []
     wanted = [params] if isinstance(params, str) else params
     for name in wanted or ():
         _check_name("params", name)
+    base = results_root(root)
+    if not base.is_dir():
+        return []
     return [_read(p) for p in sorted(base.glob("*/*.json"))
             if wanted is None or p.parent.name in wanted]
 
@@ -329,7 +329,7 @@ def paper_averages(ref: pd.DataFrame, model: str, pretrained: str | None, task: 
     return sel[cols].reset_index(drop=True)
 
 
-# ------------------------------------------------------------------- the "Results on real models" page
+# ------------------------------------------------------ the "Results on real models" page
 
 #: Readable names of the tasks chapters write (any other task is shown under its own name);
 #: the page lists the tasks of a file in this order, then the others as they appear.
