@@ -202,3 +202,37 @@ def test_suite_end_to_end_on_a_random_init_tiny_model(isolated_cache) -> None:
     t = classification_table(s.results, n_boot=100)
     assert list(t["kind"]) == ["whole", "fine-grained", "fine-grained", "fine-grained",
                                "average"]
+
+
+def test_layout_verdicts_and_result_rows() -> None:
+    from isoclip.studies.classification import (
+        classification_layout,
+        family_verdicts,
+        result_rows,
+    )
+
+    nan = float("nan")
+
+    def vals(ncm: list[float], held: list[float], oti: list[float]) -> dict[str, list[float]]:
+        return {**{m: ncm for m in CLASSIFIERS}, "iso-NCM (held-out)": held, OTI_ZERO_SHOT: oti}
+
+    sets = [_set("a", "synthetic", True, vals([0, 100, 100, 100] * 5, [100] * 20,
+                                              [100, nan, nan, nan] * 5)),
+            _set("b", "synthetic", True, vals([100] * 20, [100] * 20, [nan] * 20)),
+            _set("w", "synthetic", False, vals([0, 100] * 10, [0, 100] * 10, [nan] * 20))]
+    sets[1].correct[OTI_ZERO_SHOT][0] = 100.0
+    t = classification_table(sets, n_boot=300)
+    lay = classification_layout(t, control=t)
+    labels = [s for _, s in lay.index]
+    # fine-grained sets, their average, then the whole set; b (NCM 100) is near the ceiling
+    assert labels == ["a", "b †", "average (2 fine-grained sets)", "w"]
+    assert lay[("random init", "NCM")].tolist() == pytest.approx(lay[("", "NCM")].tolist())
+    v = family_verdicts(t).iloc[0]
+    assert v["n_sets"] == 2 and v["delta"] == pytest.approx(12.5)
+    assert v["verdict"] == "raises" and v["scope"] == "on the tiny model trained here"
+    assert "12.5" in v["sentence"] or "+12.5" in v["sentence"]
+    rows = result_rows(t)
+    assert {r["dataset"] for r in rows} == {"a", "b", "w"}
+    oti = [r for r in rows if r["method"] == OTI_ZERO_SHOT and r["dataset"] == "a"]
+    assert oti[0]["queries"] == 5 and oti[0]["value"] == 100.0
+    assert not any(r["method"] == OTI_ZERO_SHOT and r["dataset"] == "w" for r in rows)

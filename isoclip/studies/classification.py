@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from isoclip.data.classification import ClassificationData
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import cosine_logits
 from isoclip.evaluate.stats import compare_accuracy, correct_top1, integer_labels
@@ -37,10 +38,11 @@ from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.models.features import image_features, zero_shot_weights
 from isoclip.models.loading import ModelBundle
 
-__all__ = ["CLASSIFIERS", "GAINS", "OTI_ZERO_SHOT", "ClassificationSuite", "SetClassification",
-           "SetInputs", "average_accuracy_gain", "classification_study",
-           "classification_suite", "classification_table", "classify_set", "default_stride",
-           "iso_ncm_sweep", "ncm_correct", "sweep_grid"]
+__all__ = ["CLASSIFIERS", "FAMILY_SCOPES", "GAINS", "OTI_ZERO_SHOT", "ClassificationSuite",
+           "SetClassification", "SetInputs", "average_accuracy_gain", "classification_layout",
+           "classification_study", "classification_suite", "classification_table",
+           "classify_set", "default_stride", "family_verdicts", "iso_ncm_sweep", "ncm_correct",
+           "result_rows", "sweep_grid"]
 
 
 def ncm_correct(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any, *,
@@ -55,13 +57,16 @@ def ncm_correct(train: Tensor, train_labels: Any, test: Tensor, test_labels: Any
     return correct_top1(ncm_logits(train, train_labels, test, n_classes, project), test_labels)
 
 
-def classification_study(bundle: ModelBundle, world: SyntheticWorld, bands: dict[str, Any], *,
-                         train_per_class: int | None = None, subset_seed: int = 0,
-                         n_boot: int = 2000) -> dict[str, Any]:
-    """Zero-shot, NCM and iso-NCM (one per band) on the query images of ``world``.
+def classification_study(bundle: ModelBundle, world: SyntheticWorld | ClassificationData,
+                         bands: dict[str, Any], *, train_per_class: int | None = None,
+                         subset_seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """Zero-shot, NCM and iso-NCM (one per band) on the test images of one set.
 
     Args:
-        bundle, world: the model and the synthetic world.
+        bundle: the model.
+        world: a synthetic world (prototypes from ``train``, test images ``query``) or any
+            set's :class:`isoclip.data.classification.ClassificationData` (``train``,
+            ``test``; no zero-shot row when it has no prompts).
         bands: label -> :class:`isoclip.method.bands.Band` of an iso-NCM row each.
         train_per_class: training images per class for the prototypes
             (:func:`isoclip.evaluate.stats.balanced_subset`; None: the whole train split).
@@ -76,18 +81,23 @@ def classification_study(bundle: ModelBundle, world: SyntheticWorld, bands: dict
     from isoclip.evaluate.stats import balanced_subset
     from isoclip.method.bands import iso_projectors
 
+    test_ds = world.query if isinstance(world, SyntheticWorld) else world.test
+    if world.train.labels is None or test_ds.labels is None:
+        raise ValueError("world: classification needs labelled train and test images")
     train_labels = np.array(world.train.labels)
     idx = balanced_subset(train_labels, train_per_class, subset_seed).numpy()
     tr_proj = image_features(bundle, world.train, "projected", progress=False)[idx]
     tr_pre = image_features(bundle, world.train, "preproj", progress=False)[idx]
-    te_proj = image_features(bundle, world.query, "projected", progress=False)
-    te_pre = image_features(bundle, world.query, "preproj", progress=False)
-    ytr, yte = train_labels[idx], np.array(world.query.labels)
+    te_proj = image_features(bundle, test_ds, "projected", progress=False)
+    te_pre = image_features(bundle, test_ds, "preproj", progress=False)
+    ytr, yte = train_labels[idx], np.array(test_ds.labels)
     c = len(world.class_names)
-    weights = zero_shot_weights(bundle, world.prompts, progress=False)
+    weights = (None if world.prompts is None
+               else zero_shot_weights(bundle, world.prompts, progress=False))
     P = get_projectors(bundle.model)
-    correct = {"zero-shot": correct_top1(cosine_logits(te_proj, weights), yte),
-               "NCM": ncm_correct(tr_proj, ytr, te_proj, yte, n_classes=c)}
+    correct = {} if weights is None else {
+        "zero-shot": correct_top1(cosine_logits(te_proj, weights), yte)}
+    correct["NCM"] = ncm_correct(tr_proj, ytr, te_proj, yte, n_classes=c)
     for label, band in bands.items():
         iso = iso_projectors(P, band).to(te_pre.dtype)
         correct[f"iso-NCM ({label})"] = ncm_correct(tr_pre, ytr, te_pre, yte,
@@ -271,11 +281,14 @@ class ClassificationSuite:
         results: one :class:`SetClassification` per set, in the order asked.
         bundles: model label -> the model that classified its sets.
         stride: the sweep's grid step per model label.
+        skipped: paper datasets of the list without a train/test split (cub2011, the
+            revisited Oxford / Paris sets): left out of the table.
     """
 
     results: list[SetClassification]
     bundles: dict[str, ModelBundle]
     stride: dict[str, int]
+    skipped: list[str] = field(default_factory=list)
 
 
 def default_stride(rank: int, steps: int = 32) -> int:
@@ -323,11 +336,15 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
             images is :func:`isoclip.studies.suite.suite_study`'s (same cache entries), shared
             by its slices.
 
+    Paper datasets without a train/test split (:data:`isoclip.data.classification.
+    CLASSIFICATION_DATASETS` lists those with one) are skipped and named in ``skipped``, so a
+    run over the retrieval chapters' list classifies what can be classified.
+
     Raises:
-        ValueError: unknown names, sets without a train/test split, or bad arguments.
+        ValueError: unknown names, no set to classify, or bad arguments.
     """
     from isoclip.data import suites
-    from isoclip.data.classification import load_classification
+    from isoclip.data.classification import CLASSIFICATION_DATASETS, load_classification
     from isoclip.data.registry import datasets_list
     from isoclip.method.operator import svd
     from isoclip.selection.rules import select_band
@@ -338,7 +355,12 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
     world = emb.DEFAULT_WORLD if world is None else world
     train = emb.DEFAULT_TRAIN if train is None else train
     config = {"world": world}
-    names = datasets_list(datasets if isinstance(datasets, str) else list(datasets), **config)
+    listed = datasets_list(datasets if isinstance(datasets, str) else list(datasets), **config)
+    names = [n for n in listed if suites.is_embedded(n) or n in CLASSIFICATION_DATASETS]
+    if not names:
+        raise ValueError(f"datasets: none of {listed} has a train/test classification split; "
+                         f"classification datasets: {', '.join(CLASSIFICATION_DATASETS)} and the "
+                         "embedded sets")
     bundles: dict[str, ModelBundle] = {}
     models: dict[str, tuple[Projectors, SVD, Band, Band, int]] = {}
     wholes: dict[tuple[str, str], dict[str, Any]] = {}
@@ -389,7 +411,8 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
         res.meta = {**meta, "n_classes": data.n_classes}
         results.append(res)
     return ClassificationSuite(results=results, bundles=bundles,
-                               stride={k: v[4] for k, v in models.items()})
+                               stride={k: v[4] for k, v in models.items()},
+                               skipped=[n for n in listed if n not in names])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,3 +514,116 @@ def classification_table(results: Sequence[SetClassification], *, n_boot: int = 
                          "train": int(part["train"].sum()), "oti_n": int(part["oti_n"].sum()),
                          **gains(sets)})
     return pd.concat([df, pd.DataFrame(avg_rows)], ignore_index=True) if avg_rows else df
+
+
+def classification_layout(table: pd.DataFrame, *, control: pd.DataFrame | None = None,
+                          decimals: int = 1) -> pd.DataFrame:
+    """:func:`classification_table` in the paper's layout: rows (family, set) with each
+    family's fine-grained sets (or datasets), their average, then its whole set; columns
+    zero-shot, zero-shot via OTI (its accuracy on the inverted images and its change against
+    zero-shot on the same images), NCM, iso-NCM under the automatic, paper and held-out bands,
+    Δ (held-out − NCM with its 95 % paired interval) and the oracle band (an upper bound).
+    A set whose NCM accuracy is within :data:`isoclip.studies.verdicts.NEAR_CEILING_HEADROOM`
+    points of 100 is marked ``†`` (little room for any classifier to gain).
+
+    Args:
+        table: :func:`classification_table`.
+        control: the same table of the random-init control (``pretrained=None``): its NCM and
+            held-out iso-NCM are added as two columns, matched by set.
+        decimals: of the formatted cells.
+    """
+    from isoclip.studies.suite import FAMILY_LABELS
+    from isoclip.studies.verdicts import fmt_delta, near_ceiling
+
+    order = {"fine-grained": 0, "dataset": 0, "average": 1, "whole": 2}
+    fams = {f: i for i, f in enumerate(dict.fromkeys(table["family"]))}
+    t = table.assign(_f=table["family"].map(fams), _o=table["kind"].map(order),
+                     _p=range(len(table))).sort_values(["_f", "_o", "_p"], kind="stable")
+    ctrl = None if control is None else control.set_index("set")
+    held = GAINS[0][0]
+    rows = []
+    for r in t.to_dict("records"):
+        oti = (f"{r[OTI_ZERO_SHOT]:.{decimals}f} ({r[OTI_ZERO_SHOT] - r['zs_on_oti']:+.{decimals}f})"
+               if r["oti_n"] else "")
+        delta = ("" if math.isnan(r[held]) else
+                 fmt_delta(r[held], r[f"{held} lo"], r[f"{held} hi"], decimals=decimals))
+        label = str(r["set"]) + (" †" if near_ceiling(r["NCM"]) and r["kind"] != "average"
+                                 else "")
+        classes = f"{r['classes']:.1f}" if r["kind"] == "average" else f"{int(r['classes'])}"
+        row = {("", "family"): FAMILY_LABELS.get(r["family"], r["family"]),
+               ("", "set"): label, ("", "classes"): classes,
+               ("", "test images"): int(r["n"]), ("", "zero-shot"): r["zero-shot"],
+               ("", "via OTI (Δ)"): oti, ("", "NCM"): r["NCM"],
+               ("iso-NCM", "automatic"): r["iso-NCM (automatic)"],
+               ("iso-NCM", "paper"): r["iso-NCM (paper)"],
+               ("iso-NCM", "held-out"): r["iso-NCM (held-out)"],
+               ("", "Δ held-out − NCM [95 % CI]"): delta,
+               ("", "oracle"): r["iso-NCM (oracle)"]}
+        if ctrl is not None:
+            c = ctrl.loc[r["set"]] if r["set"] in ctrl.index else None
+            row[("random init", "NCM")] = math.nan if c is None else float(c["NCM"])
+            row[("random init", "iso-NCM held-out")] = (math.nan if c is None else
+                                                        float(c["iso-NCM (held-out)"]))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.set_index([("", "family"), ("", "set")]).rename_axis(["", "set"])
+
+
+def result_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Tidy rows of :func:`isoclip.studies.results.write_result` (task
+    ``"classification"``, metric ``"top-1 accuracy"``): one per set and classifier, the
+    averages left out (the result file's tables average the datasets themselves)."""
+    rows = []
+    for r in table[table["kind"] != "average"].to_dict("records"):
+        for m in (*CLASSIFIERS, OTI_ZERO_SHOT):
+            if not math.isnan(r[m]):
+                rows.append({"dataset": r["name"], "task": "classification", "method": m,
+                             "metric": "top-1 accuracy", "value": float(r[m]),
+                             "queries": int(r["oti_n"] if m == OTI_ZERO_SHOT else r["n"])})
+    return rows
+
+
+#: The model each family of sets is classified with on the embedded default, as a verdict
+#: scope (:func:`isoclip.studies.verdicts.scope` for a real model).
+FAMILY_SCOPES = {"synthetic": "on the tiny model trained here", "emoji": "on the emoji model"}
+
+
+def family_verdicts(table: pd.DataFrame, model: str = "embedded",
+                    pretrained: str | None = None) -> pd.DataFrame:
+    """Per family with an average row, the verdict of iso-NCM (held-out band) against NCM
+    and of zero-shot via OTI against zero-shot, each read off the 95 % interval of the
+    fine-grained average (:func:`isoclip.studies.verdicts.change`), scoped to the model the
+    family was measured on.
+
+    Returns:
+        Columns ``family, scope, n_sets, NCM, iso`` (held-out), ``delta, lo, hi, verdict``,
+        ``oti_delta, oti_lo, oti_hi, oti_verdict`` (NaN / "" without OTI) and ``sentence``.
+    """
+    from isoclip.studies.verdicts import change, change_of_accuracy, scope
+
+    held, _, oti = (g[0] for g in GAINS)
+    rows = []
+    for r in table[table["kind"] == "average"].to_dict("records"):
+        fam = r["family"]
+        where = (FAMILY_SCOPES.get(fam, scope(model, pretrained)) if model == "embedded"
+                 else scope(model, pretrained))
+        verdict = change(r[f"{held} lo"], r[f"{held} hi"])
+        n_sets = int(str(r["set"]).split("(")[1].split()[0])
+        text = (f"{where.capitalize()}, over the {n_sets} "
+                f"{'fine-grained sets' if fam != 'paper' else 'datasets'}, iso-NCM with the "
+                f"held-out band averages {r['iso-NCM (held-out)']:.1f} % against NCM's "
+                f"{r['NCM']:.1f} % ({r[held]:+.1f} points, 95 % interval {r[f'{held} lo']:+.1f} "
+                f"to {r[f'{held} hi']:+.1f}): the band {verdict} NCM accuracy.")
+        row = {"family": fam, "scope": where, "n_sets": n_sets, "NCM": r["NCM"],
+               "iso": r["iso-NCM (held-out)"], "delta": r[held], "lo": r[f"{held} lo"],
+               "hi": r[f"{held} hi"], "verdict": verdict, "oti_delta": r[oti],
+               "oti_lo": r[f"{oti} lo"], "oti_hi": r[f"{oti} hi"], "oti_verdict": ""}
+        if not math.isnan(r[oti]):
+            row["oti_verdict"] = change_of_accuracy(r[f"{oti} lo"], r[f"{oti} hi"])
+            text += (f" Through OTI, zero-shot accuracy {row['oti_verdict']} on the same "
+                     f"images ({r[oti]:+.1f} points, {r[f'{oti} lo']:+.1f} to "
+                     f"{r[f'{oti} hi']:+.1f}).")
+        row["sentence"] = text
+        rows.append(row)
+    return pd.DataFrame(rows)
