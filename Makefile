@@ -12,7 +12,7 @@ NOTEBOOKS_OUT ?= executed
 MATHJAX := _static/mathjax/tex-svg.js
 # real path (make reproduce): the chapters that take a model and datasets as parameters; the
 # "Results on real models" page (20) is executed after them and renders the run's result files
-REPRO_NOTEBOOKS ?= 03 05 06 09 10
+REPRO_NOTEBOOKS ?= 03 05 06 07 08 09 10
 # narrow a real-path run: DATASETS=cub2011,oxford_pets (image sets), TEXT_DATASETS=coco_text
 DATASETS ?=
 TEXT_DATASETS ?=
