@@ -16,6 +16,7 @@ from isoclip.data.fakes import make_fake_dataset
 from isoclip.method.bands import PAPER_BANDS
 from isoclip.models.loading import MissingWeightsError, load_model
 from isoclip.notebooks import PARAMS_DIR, load_params
+from isoclip.studies.band_study import primary_sets
 from isoclip.training.embedded import DEFAULT_WORLD, resolve_retrieval
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,10 +94,11 @@ def test_real_set_names_a_loadable_model_and_registered_datasets(name: str) -> N
     assert model in open_clip.list_models()
     assert pretrained is None or pretrained in open_clip.list_pretrained_tags_by_model(model)
     assert "data_root" not in common, "data_root is machine-specific: make reproduce DATA_ROOT="
-    ch6 = data["notebooks"]["06_band_analysis"]
-    assert dataset_info(ch6["dataset"]).modality == "image"
-    assert dataset_info(ch6["text_dataset"]).modality == "text"
-    assert dataset_info(ch6["dataset"]).layout != "revisited"  # no gnd in the band sweep
+    ch6 = {**common, **data["notebooks"]["06_band_analysis"]}
+    _, image_set, text_set = primary_sets(ch6["datasets"], ch6["text_datasets"], model)
+    assert dataset_info(image_set).modality == "image"
+    assert dataset_info(text_set).modality == "text"
+    assert dataset_info(image_set).layout != "revisited"  # no gnd in the band sweep
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_SETS))
@@ -115,7 +117,7 @@ def test_paper_set_uses_the_published_band(name: str) -> None:
 def test_fake_set_needs_no_weights() -> None:
     data = load_params("fake-vit-b-32")
     assert data["common"]["model"] == "ViT-B-32" and data["common"]["pretrained"] is None
-    assert data["notebooks"]["06_band_analysis"]["dataset"] == "cub2011"
+    assert data["notebooks"]["06_band_analysis"]["datasets"][0] == "cub2011"
 
 
 def test_makefile_reproduce_fake_uses_the_fake_set() -> None:

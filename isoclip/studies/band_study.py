@@ -529,6 +529,8 @@ def ordering_figure(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> Any:
                              for s, k in zip(d["set"], d["kind"])]
                     ax.set_xticks(x, ticks, rotation=60 if len(x) > 4 else 0,
                                   ha="right" if len(x) > 4 else "center")
+                    if len(d) > 1 and d["kind"].iloc[0] == "whole":
+                        ax.axvline(0.5, color="0.6", lw=0.8, ls="--")
                     if (d["kind"] == "average").any():
                         ax.axvspan(len(d) - 1.5, len(d) - 0.5, color="0.92", lw=0, zorder=0)
                 used.add(label)
