@@ -1,6 +1,13 @@
 """Ablations of IsoCLIP's band (the IsoCLIP paper's ablation table): training-free
 baselines (whitening, pre-projection, mean-centring) and band controls (only-top,
 only-bottom, random band), on the same queries with paired intervals.
+
+:func:`ablation_metrics` runs them on one set's features; :func:`ablation_suite` on every set
+of a chapter's ``datasets`` / ``text_datasets`` lists, each with its model (the embedded
+families' own tiny models, or one open_clip model on the paper's datasets; same-split sets
+all→all, revisited Oxford / Paris by its E / M / H protocols), and
+:func:`ablation_suite_table` lays them out one row per set with the family averages and their
+stratified paired intervals (:func:`isoclip.studies.suite.average_gain`).
 """
 
 from __future__ import annotations

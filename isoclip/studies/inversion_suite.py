@@ -251,7 +251,8 @@ def inversion_verdicts(table: pd.DataFrame, model: str, pretrained: str | None) 
         v_auto = change(r["d_auto_lo"], r["d_auto_hi"])
         fam = FAMILY_LABELS.get(r["family"], r["family"])
         out.append(
-            f"**{names[r['task']]}, {fam}** ({r['set']}, {int(r['n'])} inverted queries): "
+            f"**{names[r['task']]}, {fam}** (the {r['set'].replace('(', 'over ').rstrip(')')}, "
+            f"{int(r['n'])} inverted queries): "
             f"{inv} {v_inv} CLIP's intra-modal mAP {where} ({r['d_inv']:+.2f} points, 95 % "
             f"interval {r['d_inv_lo']:+.2f} to {r['d_inv_hi']:+.2f}), so the average "
             f"{reproduces(v_inv == 'raises')} Cross the Gap's gain; IsoCLIP with the held-out "
