@@ -610,7 +610,7 @@ def family_verdicts(table: pd.DataFrame, model: str = "embedded",
                  else scope(model, pretrained))
         verdict = change(r[f"{held} lo"], r[f"{held} hi"])
         n_sets = int(str(r["set"]).split("(")[1].split()[0])
-        text = (f"{where.capitalize()}, over the {n_sets} "
+        text = (f"{where[0].upper()}{where[1:]}, over the {n_sets} "
                 f"{'fine-grained sets' if fam != 'paper' else 'datasets'}, iso-NCM with the "
                 f"held-out band averages {r['iso-NCM (held-out)']:.1f} % against NCM's "
                 f"{r['NCM']:.1f} % ({r[held]:+.1f} points, 95 % interval {r[f'{held} lo']:+.1f} "
