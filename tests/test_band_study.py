@@ -3,6 +3,8 @@ evaluate) on random projectors and clustered features."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,8 +134,10 @@ def test_ordering_table_verdicts_rows_and_figure(setup):
         assert avg[k] == pytest.approx(t.iloc[:2][k].mean())  # the whole set is left out
     for _, row in t.iterrows():
         vals = {k: row[k] for k in band_study.REGIONS}
-        assert row["best"] == max(vals, key=vals.get)
+        assert row["best"] == max(vals, key=vals.get)  # no ties on these sets
         assert row["margin"] == pytest.approx(row["middle"] - max(row["top"], row["bottom"]))
+    tied = dataclasses.replace(res[0], ap={**res[0].ap, "top": res[0].ap["middle"].clone()})
+    assert band_study.ordering_table([tied])["best"].iloc[0] == "tie (top, middle)"
     v = band_study.ordering_verdicts(res, "on the test model", n_boot=200)
     assert list(v["family"]) == ["fam"] and v["n_sets"].iloc[0] == 2
     assert v["verdict"].iloc[0].endswith("on the test model")

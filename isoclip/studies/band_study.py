@@ -371,10 +371,10 @@ def ordering_table(results: Sequence[Any]) -> pd.DataFrame:
 
     Columns: ``family, set, kind`` (``"fine-grained"``, ``"whole"``, ``"dataset"``,
     ``"average"``), ``n`` (queries), ``CLIP`` (no filtering), ``top``, ``middle``, ``bottom``
-    (mAP %), ``best`` (the region with the highest mAP), ``margin`` (middle − the better end).
+    (mAP %), ``best`` (the region with the highest mAP, ``"tie (...)"`` when several share
+    it), ``margin`` (middle − the better end).
     """
     from isoclip.studies.suite import in_average
-    from isoclip.studies.verdicts import best_region
 
     def mean(v: Tensor) -> float:
         ok = ~torch.isnan(v)
@@ -395,12 +395,18 @@ def ordering_table(results: Sequence[Any]) -> pd.DataFrame:
                     "in_average": False, "n": int(part["n"].sum()),
                     **part[["CLIP", *REGIONS]].mean().to_dict()})
     out = pd.concat([df, pd.DataFrame(avg)], ignore_index=True) if avg else df
-    present = [[k for k in REGIONS if not math.isnan(row[k])] for _, row in out.iterrows()]
-    out["best"] = [best_region({k: row[k] for k in ks}) for ks, (_, row)
-                   in zip(present, out.iterrows())]
+    out["best"] = [_best({k: row[k] for k in REGIONS if not math.isnan(row[k])})
+                   for _, row in out.iterrows()]
     ends = out[["top", "bottom"]].max(axis=1, skipna=True)
     out["margin"] = out["middle"] - ends
     return out
+
+
+def _best(values: Mapping[str, float], tol: float = 1e-9) -> str:
+    """The region with the highest mAP, or ``"tie (a, b)"`` when several share it."""
+    top = max(values.values())
+    winners = [k for k, v in values.items() if v >= top - tol]
+    return winners[0] if len(winners) == 1 else f"tie ({', '.join(winners)})"
 
 
 def ordering_display(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
