@@ -68,3 +68,21 @@ def test_table_figure_and_reading_cover_every_model() -> None:
     assert ("same verdict" in text) == same and ("opposite verdict" in text) == (not same)
     with pytest.raises(ValueError, match="studies"):
         spectra_figure({})
+
+
+def test_spectrum_models_of_a_pretrained_checkpoint_add_the_random_init_control(tmp_path) -> None:
+    """A checkpoint given as ``pretrained`` (weights of seed 1) and its random-init control
+    (seed 0): two models, two different spectra, and a reading comparing their verdicts."""
+    from isoclip.models.loading import load_model
+    from isoclip.studies.spectrum import spectrum_models
+
+    ckpt = tmp_path / "weights.pt"
+    torch.save(load_model("isoclip-tiny-vit", None, seed=1).model.state_dict(), ckpt)
+    models = spectrum_models("isoclip-tiny-vit", str(ckpt), device="cpu")
+    assert list(models) == [f"isoclip-tiny-vit ({ckpt})", "isoclip-tiny-vit (random init)"]
+    studies = {k: spectrum_study(b, label=k, model="isoclip-tiny-vit", pretrained=str(ckpt))
+               for k, b in models.items()}
+    a, b = (s.stats.S for s in studies.values())
+    assert not torch.allclose(a, b)
+    text = spectrum_reading(studies, "isoclip-tiny-vit", str(ckpt))
+    assert "random init control" in text and text.count("On isoclip-tiny-vit") == 2
