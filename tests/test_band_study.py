@@ -198,3 +198,9 @@ def test_band_ordering_study_end_to_end_on_fake_real_sets(tmp_path, isolated_cac
     assert set(v["weights"]) == set(study.results)
     assert all("on isoclip-tiny-vit" in x for x in v["verdict"])
     assert "random-init control" in band_study.ordering_reading(v)
+    g = band_study.ordering_glue(v)
+    main = v[v["weights"] == "random init (as given)"]
+    assert g["ord_image_paper_n"] == 2 and g["ord_text_paper_n"] == 2
+    assert g["ord_image_paper_verdict"] == ("reproduced" if main["holds"].iloc[0]
+                                            else "not reproduced")
+    assert g["ord_text_paper_vs_top"] == main["vs_top"].iloc[1]

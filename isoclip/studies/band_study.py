@@ -30,7 +30,7 @@ from isoclip.selection.sweep import BandScorer, best_band, sweep_bands
 
 __all__ = ["REGIONS", "REGION_METHODS", "BandOrdering", "RegionStudy", "RetrievalTask",
            "band_choices", "band_ordering_study", "ordering_display", "ordering_figure",
-           "ordering_reading", "ordering_rows", "ordering_table", "ordering_tables",
+           "ordering_glue", "ordering_reading", "ordering_rows", "ordering_table", "ordering_tables",
            "ordering_verdict_table", "ordering_verdicts", "primary_sets", "region_results",
            "region_study", "retrieval_task", "set_task"]
 
@@ -623,6 +623,25 @@ def ordering_verdict_table(study: BandOrdering, model: str = "embedded",
             v.insert(0, "task", _TITLES[mod])
             parts.append(v)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def ordering_glue(verdicts: pd.DataFrame) -> dict[str, Any]:
+    """Glue values of the model's own verdicts (:func:`ordering_verdict_table`, first weights),
+    per task (``image``, ``text``) and family: ``ord_<task>_<family>_verdict``
+    (``"reproduced"`` / ``"not reproduced"``), ``..._vs_top`` and ``..._vs_bottom`` (middle −
+    end with its interval) and ``..._n`` (sets averaged)."""
+    if verdicts.empty:
+        return {}
+    main = verdicts["weights"].iloc[0]
+    tasks = {v: k for k, v in _TITLES.items()}
+    out: dict[str, Any] = {}
+    for row in verdicts[verdicts["weights"] == main].itertuples(index=False):
+        key = f"ord_{tasks[str(row.task)]}_{row.family}"
+        out[f"{key}_verdict"] = "reproduced" if row.holds else "not reproduced"
+        out[f"{key}_vs_top"] = row.vs_top
+        out[f"{key}_vs_bottom"] = row.vs_bottom
+        out[f"{key}_n"] = int(row.n_sets)
+    return out
 
 
 def ordering_reading(verdicts: pd.DataFrame) -> str:
