@@ -114,3 +114,6 @@ def test_summary_keys_of_longer_runs_and_the_longest_of_a_series(tmp_path) -> No
     assert s["train_seconds"] == pytest.approx(0.25 * (800 + 2000 + 5000))
     assert s["picture_claim"].startswith(
         "none of the 4" if s["n_picture"] == 0 else f"{s['n_picture']} of the 4")
+    assert s["seconds_per_step"] == pytest.approx(0.25)  # the 800-step stream run
+    assert s["seconds_per_step_long"] == pytest.approx(0.25)
+    assert s["train_hours"] == pytest.approx(s["train_seconds"] / 3600)

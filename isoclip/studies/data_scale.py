@@ -328,7 +328,10 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
       longest run of that series with results;
     - ``n_runs_final`` (runs with their final step evaluated), ``max_length`` (longest of
       them), ``train_seconds`` (summed training wall time of the data-scale runs, once per
-      run; the fixed 800-step runs come from the regime study), ``n_runs_own`` (those runs),
+      run; the fixed 800-step runs come from the regime study; also as ``train_hours``),
+      ``n_runs_own`` (those runs), ``seconds_per_step`` (training seconds per step of the
+      800-step stream runs), ``seconds_per_step_long`` (of the longer runs; NaN when there
+      are none), ``flat_middle`` (:data:`FLAT_MIDDLE`),
       ``n_picture`` (rows where all four :func:`picture_checks` hold), ``n_flat``,
       ``n_top_band``, ``n_beats_centred`` (rows where that check holds), ``n_rows``,
       ``flat_min`` / ``flat_max`` over the rows;
@@ -370,6 +373,13 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
     own = rows[rows["source"] == "data-scale"]
     out["train_seconds"] = float(own.groupby("run")["train_seconds"].first().astype(float).sum())
     out["n_runs_own"] = int(own["run"].nunique())
+    out["train_hours"] = out["train_seconds"] / 3600
+    per_run = own.groupby("run").first()
+    per_step = per_run["train_seconds"].astype(float) / per_run["length"].astype(float)
+    book = (per_run["length"] == DATA_SCALE_STEPS) & (per_run["data"] == "stream")
+    out["seconds_per_step"] = float(per_step[book].mean())
+    out["seconds_per_step_long"] = float(per_step[per_run["length"] > DATA_SCALE_STEPS].mean())
+    out["flat_middle"] = FLAT_MIDDLE
     checks = pd.DataFrame([picture_checks(r, min_gain) for _, r in rows.iterrows()])
     out["n_rows"] = len(rows)
     out["n_picture"] = int(checks.all(axis=1).sum()) if len(checks) else 0
