@@ -123,3 +123,13 @@ def test_grid_stride_for_follows_the_rank(monkeypatch, rank: int, stride: int) -
     monkeypatch.setattr(projectors, "get_projectors", lambda m: ("P", m))
     monkeypatch.setattr(operator, "svd", lambda P: SimpleNamespace(r=rank))
     assert grid_stride_for("ViT-B-32", None) == stride
+
+
+def test_suite_glue_without_the_agreement_rule() -> None:
+    sets = _study()["image"].results[3:]  # paper sets
+    for r in sets:
+        r.ap["IsoCLIP (agreement)"] = torch.full_like(r.ap["CLIP"], float("nan"))
+    g = suite_glue({"image": SuiteStudy(results=sets, bundles={}, sets={})}, n_boot=20)
+    assert "suite_paper_img_agree_gap_delta" not in g and "suite_paper_img_agree_ci" not in g
+    assert g["suite_paper_img_auto_goal"] in ("meets", "misses")
+    assert "agreement" not in suite_summary(g, "image", scope="on X")

@@ -198,9 +198,10 @@ REVISITED_SETTINGS = {"easy": "E", "medium": "M", "hard": "H"}
 
 class RevisitedRanker:
     """Per-query AP of revisited Oxford / Paris in one protocol (``"easy"``, ``"medium"`` or
-    ``"hard"``): the positives and junk of :func:`isoclip.evaluate.retrieval.
-    evaluate_revisited_scores` (IsoCLIP ``compute_roxford_rparis_metrics``), junk dropped from
-    the ranking; the mean over the queries with a positive equals its ``mAP_<setting>``.
+    ``"hard"``): the positives and junk of
+    :func:`isoclip.evaluate.retrieval.evaluate_revisited_scores` (IsoCLIP
+    ``compute_roxford_rparis_metrics``), junk dropped from the ranking; the mean over the
+    queries with a positive equals its ``mAP_<setting>``.
 
     Args:
         gnd: Q ground-truth mappings (``easy``, ``hard``, ``junk`` gallery indices).

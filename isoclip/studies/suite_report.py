@@ -94,8 +94,8 @@ def inversion_gain(results: Sequence[SetResult], *, n_boot: int = 2000, seed: in
 
 def _gains(sets: Sequence[SetResult], method: str, baseline: str, n_boot: int, seed: int
            ) -> dict[str, float] | None:
-    if all(torch.isnan(r.ap[method]).all() for r in sets):
-        return None
+    if any(all(torch.isnan(r.ap[m]).all() for r in sets) for m in (method, baseline)):
+        return None  # a method no set has (the agreement rule without calibration pairs)
     return average_gain(sets, method, baseline, n_boot=n_boot, seed=seed)
 
 
