@@ -62,6 +62,8 @@ def test_fixed_runs_are_the_regime_study_runs_of_the_same_configuration(tmp_path
     assert s["learned_fixed_i2i_in_shape_gain_heldout"] == \
         s["learned_stream_i2i_in_shape_gain_heldout"]  # same numbers copied in
     assert s["stream_shape_step"] == 800 and "scale_claim" in s
+    assert s["stream_shape_kept"] == s["stream_shape_rank"] - s["stream_shape_k_top"] \
+        - s["stream_shape_k_bottom"]
     fig = ds.data_scale_figure(table, ds.SCALE_GAINS)
     from isoclip.studies.plotting import figure_problems
     assert figure_problems(fig) == []

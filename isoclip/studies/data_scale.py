@@ -295,6 +295,7 @@ def _best_row_keys(sub: pd.DataFrame, pre: str, dom: str, min_gain: float) -> di
         f"{pre}_gap": float(r["gap"]), f"{pre}_cone": float(r["cone_image"]),
         f"{pre}_flat": float(r["flatness_mid_ratio"]), f"{pre}_k_top": int(band[0]),
         f"{pre}_k_bottom": int(band[1]), f"{pre}_rank": int(r["rank"]),
+        f"{pre}_kept": int(r["rank"]) - int(band[0]) - int(band[1]),
         f"{pre}_agree": float(r[f"i2i_{dom}gain_agree"]),
         f"{pre}_centred": float(r[f"i2i_{dom}gain_centred"]),
         f"{pre}_oti": float(r[f"oti_{dom}gain"]),
@@ -315,7 +316,7 @@ def data_scale_summary(rows: pd.DataFrame, min_gain: float = 1.0) -> dict[str, A
       (best held-out gain over the data mode's rows, any run and kept step) with its
       ``_run``, ``_step``, ``_length`` (the run's total steps), ``_distinct_pairs``,
       ``_clip`` (CLIP's mAP), ``_band`` (oracle band, also as ``_k_top`` / ``_k_bottom`` of
-      ``_rank`` directions, and ``_top_phrase`` in words) and that row's ``_zs``, ``_gap``,
+      ``_rank`` directions, ``_kept`` directions kept, and ``_top_phrase`` in words) and that row's ``_zs``, ``_gap``,
       ``_cone``, ``_flat``, ``_agree`` (agreement band's gain), ``_centred`` (centring's
       gain), ``_oti`` (OTI's gain) and ``_n_checks`` (how many of :func:`picture_checks`
       hold);
