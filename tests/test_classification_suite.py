@@ -236,3 +236,20 @@ def test_layout_verdicts_and_result_rows() -> None:
     oti = [r for r in rows if r["method"] == OTI_ZERO_SHOT and r["dataset"] == "a"]
     assert oti[0]["queries"] == 5 and oti[0]["value"] == 100.0
     assert not any(r["method"] == OTI_ZERO_SHOT and r["dataset"] == "w" for r in rows)
+
+
+def test_suite_cache_hit_equals_recomputation(isolated_cache) -> None:
+    kw = dict(model="isoclip-tiny-vit", world=WORLD, stride=8, inversion=None)
+    first = classification_suite(["synthetic/colour=red", "synthetic/world"], **kw)
+    entries = sorted((isolated_cache / "classification").glob("*.pt"))
+    assert len(entries) == 2
+    again = classification_suite(["synthetic/colour=red", "synthetic/world"], **kw)
+    fresh = classification_suite(["synthetic/colour=red", "synthetic/world"], cache=False, **kw)
+    for a, b, c in zip(first.results, again.results, fresh.results):
+        assert a.bands == b.bands == c.bands and a.n_train == c.n_train
+        for m in a.correct:
+            assert torch.equal(a.correct[m].nan_to_num(-1), b.correct[m].nan_to_num(-1))
+            assert torch.equal(a.correct[m].nan_to_num(-1), c.correct[m].nan_to_num(-1))
+    # another stride is another entry
+    classification_suite(["synthetic/colour=red"], **{**kw, "stride": 4})
+    assert len(list((isolated_cache / "classification").glob("*.pt"))) == 3

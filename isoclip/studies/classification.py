@@ -38,7 +38,7 @@ from isoclip.method.projectors import Projectors, get_projectors
 from isoclip.models.features import image_features, zero_shot_weights
 from isoclip.models.loading import ModelBundle
 
-__all__ = ["CLASSIFIERS", "FAMILY_SCOPES", "GAINS", "OTI_ZERO_SHOT", "ClassificationSuite",
+__all__ = ["CLASSIFICATION_CODE", "CLASSIFIERS", "FAMILY_SCOPES", "GAINS", "OTI_ZERO_SHOT", "ClassificationSuite",
            "SetClassification", "SetInputs", "average_accuracy_gain", "classification_layout",
            "classification_study", "classification_suite", "classification_table",
            "classify_set", "default_stride", "family_verdicts", "iso_ncm_sweep", "ncm_correct",
@@ -291,6 +291,12 @@ class ClassificationSuite:
     skipped: list[str] = field(default_factory=list)
 
 
+#: Modules whose code changes a :class:`SetClassification` besides the suite's
+#: (:data:`isoclip.studies.suite.SUITE_CODE`): part of every cache key.
+CLASSIFICATION_CODE = ("isoclip.studies.classification", "isoclip.data.classification",
+                       "isoclip.evaluate.classification")
+
+
 def default_stride(rank: int, steps: int = 32) -> int:
     """Grid step giving about ``steps`` values of k_top (and k_bottom) below ``rank``: 2 for
     the tiny models' rank 64, 16 for ViT-B/32's 512."""
@@ -315,7 +321,7 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
                          pretrained: str | None = None, data_root: Any = None,
                          device: str = "cpu", world: Any = None, train: Any = None,
                          stride: int | None = None, inversion: Any = None,
-                         progress: bool = False) -> ClassificationSuite:
+                         progress: bool = False, cache: bool = True) -> ClassificationSuite:
     """The classification rows of every set of ``datasets`` (suites expanded): zero-shot,
     NCM, iso-NCM (automatic, paper, held-out, oracle bands) and zero-shot via OTI.
 
@@ -335,6 +341,9 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
             (its image per-class budgets; None: no OTI). The inversion of a whole set's test
             images is :func:`isoclip.studies.suite.suite_study`'s (same cache entries), shared
             by its slices.
+        cache: keep each set's per-image results in the cache (kind ``classification``,
+            keyed by the model's fingerprint, the set and its data, the stride, the bands, the
+            inversion settings and the code of :data:`CLASSIFICATION_CODE` and the suite's).
 
     Paper datasets without a train/test split (:data:`isoclip.data.classification.
     CLASSIFICATION_DATASETS` lists those with one) are skipped and named in ``skipped``, so a
@@ -343,12 +352,21 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
     Raises:
         ValueError: unknown names, no set to classify, or bad arguments.
     """
+    from isoclip.common.cache import cached
     from isoclip.data import suites
     from isoclip.data.classification import CLASSIFICATION_DATASETS, load_classification
     from isoclip.data.registry import datasets_list
     from isoclip.method.operator import svd
     from isoclip.selection.rules import select_band
-    from isoclip.studies.suite import SetFeatures, _invert_whole, _positions, set_meta
+    from isoclip.studies.suite import (
+        SUITE_CODE,
+        SetFeatures,
+        _invert_whole,
+        _positions,
+        code_fingerprint,
+        set_key_material,
+        set_meta,
+    )
     from isoclip.studies.verdicts import paper_band
     from isoclip.training import embedded as emb
 
@@ -364,6 +382,7 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
     bundles: dict[str, ModelBundle] = {}
     models: dict[str, tuple[Projectors, SVD, Band, Band, int]] = {}
     wholes: dict[tuple[str, str], dict[str, Any]] = {}
+    code = code_fingerprint((*SUITE_CODE, *CLASSIFICATION_CODE))
     results = []
     for name in names:
         key = emb.model_for_set(name, model)
@@ -379,37 +398,60 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
         bundle = bundles[key]
         P, dec, auto, paper, step = models[key]
         meta = set_meta(name, key, **config)
-        whole = suites.whole_set(name)
-        if (key, whole) not in wholes:
-            w = _whole_inputs(bundle, whole, data_root, config)
-            per = {} if inversion is None else inversion.per_class.get(meta["family"], {})
-            w["inverted"] = None
-            if "image" in per:
-                feats = SetFeatures(w["test_pre"], w["train_pre"], w["test"], w["train"])
-                w["inverted"] = _invert_whole(bundle, feats, w["test_labels"], "image",
-                                              int(per["image"]), inversion, meta["family"])
-            wholes[(key, whole)] = w
-        w = wholes[(key, whole)]
         data = load_classification(name, data_root, **config)
-        if name == whole:
-            rows = {"query": np.arange(len(data.test)), "calibration": np.arange(len(data.train))}
-        else:
-            rows = suites.rows_in_whole(name, "image", **config)
-        q, t = torch.as_tensor(rows["query"]), torch.as_tensor(rows["calibration"])
-        inverted = None
-        if w["inverted"] is not None:
-            pos, js = _positions(w["inverted"][0], rows["query"])
-            inverted = (pos, w["inverted"][1][js])
-        weights = (None if data.prompts is None
-                   else zero_shot_weights(bundle, data.prompts, progress=False))
-        x = SetInputs(train_pre=w["train_pre"][t], train=w["train"][t], test_pre=w["test_pre"][q],
-                      test=w["test"][q], train_labels=data.train.labels,
-                      test_labels=data.test.labels, n_classes=data.n_classes, weights=weights,
-                      inverted=inverted)
-        res = classify_set(P, x, auto_band=auto, paper_band=paper, dec=dec, stride=step,
-                           name=name)
-        res.meta = {**meta, "n_classes": data.n_classes}
-        results.append(res)
+        family = str(meta["family"])
+        data_id: Any = ({"family": family, "config": world if family == "synthetic" else None}
+                        if suites.is_embedded(name) else
+                        {"train": data.train.fingerprint(), "test": data.test.fingerprint()})
+        material = {**set_key_material(bundle.fingerprint, name, "image", family=family,
+                                       data=data_id, stride=step, calibration_pairs=0, seed=0,
+                                       inversion=inversion, code=code),
+                    "kind": "classification-set", "bands": [[auto.k_top, auto.k_bottom],
+                                                            [paper.k_top, paper.k_bottom]]}
+
+        def build(name: str = name, key: str = key, data: Any = data,
+                  meta: dict[str, Any] = meta) -> dict[str, Any]:
+            bundle = bundles[key]
+            P, dec, auto, paper, step = models[key]
+            whole = suites.whole_set(name)
+            if (key, whole) not in wholes:
+                w = _whole_inputs(bundle, whole, data_root, config)
+                per = {} if inversion is None else inversion.per_class.get(meta["family"], {})
+                w["inverted"] = None
+                if "image" in per:
+                    feats = SetFeatures(w["test_pre"], w["train_pre"], w["test"], w["train"])
+                    w["inverted"] = _invert_whole(bundle, feats, w["test_labels"], "image",
+                                                  int(per["image"]), inversion, meta["family"])
+                wholes[(key, whole)] = w
+            w = wholes[(key, whole)]
+            if name == whole:
+                rows = {"query": np.arange(len(data.test)),
+                        "calibration": np.arange(len(data.train))}
+            else:
+                rows = suites.rows_in_whole(name, "image", **config)
+            q, t = torch.as_tensor(rows["query"]), torch.as_tensor(rows["calibration"])
+            inverted = None
+            if w["inverted"] is not None:
+                pos, js = _positions(w["inverted"][0], rows["query"])
+                inverted = (pos, w["inverted"][1][js])
+            weights = (None if data.prompts is None
+                       else zero_shot_weights(bundle, data.prompts, progress=False))
+            x = SetInputs(train_pre=w["train_pre"][t], train=w["train"][t],
+                          test_pre=w["test_pre"][q], test=w["test"][q],
+                          train_labels=data.train.labels, test_labels=data.test.labels,
+                          n_classes=data.n_classes, weights=weights, inverted=inverted)
+            res = classify_set(P, x, auto_band=auto, paper_band=paper, dec=dec, stride=step,
+                               name=name)
+            return {"name": res.name, "n_train": res.n_train, "n_classes": res.n_classes,
+                    "correct": {m: v.clone() for m, v in res.correct.items()},
+                    "bands": {k: [b.k_top, b.k_bottom] for k, b in res.bands.items()}}
+
+        d = cached("classification", material, build, enabled=cache)
+        results.append(SetClassification(
+            name=str(d["name"]), n_train=int(d["n_train"]), n_classes=int(d["n_classes"]),
+            correct=dict(d["correct"]),
+            bands={k: Band(int(v[0]), int(v[1])) for k, v in d["bands"].items()},
+            meta={**meta, "n_classes": int(d["n_classes"])}))
     return ClassificationSuite(results=results, bundles=bundles,
                                stride={k: v[4] for k, v in models.items()},
                                skipped=[n for n in listed if n not in names])
