@@ -559,12 +559,13 @@ def ablation_verdicts(suite: AblationSuite, model: str, pretrained: str | None, 
                   if b == "clip" and change(r["lo"], r["hi"]) == "raises"]
         out.append(
             f"**{names[str(mod)]}, {FAMILY_LABELS.get(str(fam), fam)}** (average over "
-            f"{int(iso['n_sets'])} sets, {family_scope(str(fam), model, pretrained)}): IsoCLIP's "
+            f"{int(iso['n_sets'])} {'datasets' if fam == 'paper' else 'fine-grained sets'}, "
+            f"{family_scope(str(fam), model, pretrained)}): IsoCLIP's "
             f"band {change(iso['lo'], iso['hi'])} CLIP's mAP ({iso['delta']:+.2f}, 95 % interval "
             f"{iso['lo']:+.2f} to {iso['hi']:+.2f}); against a random band of the same width "
             f"it scores {rnd['delta']:+.2f} mAP ({rnd['lo']:+.2f} to {rnd['hi']:+.2f}), "
             f"{_side(rnd['lo'], rnd['hi'])} the random band. Rows significantly above CLIP on "
-            f"average: {', '.join(better) if better else 'none'}.")
+            f"average: {'; '.join(better) if better else 'none'}.")
     return "\n\n".join(out)
 
 
