@@ -108,12 +108,8 @@ def test_inversion_glue_summary_and_figure(tiny, isolated_cache) -> None:
     from isoclip.data.world.config import WorldConfig
     from isoclip.data.world.synthetic import make_world
     from isoclip.method.bands import Band
-    from isoclip.studies.inversion import (
-        inversion_curves_figure,
-        inversion_glue,
-        inversion_study,
-        summary_table,
-    )
+    from isoclip.studies.inversion import inversion_glue, inversion_study, summary_table
+    from isoclip.studies.inversion_suite import inversion_curves_figure
 
     world = make_world(WorldConfig(shapes=("circle", "square"), colours=("red", "blue"),
                                    n_train_per_class=2, n_query_per_class=3,

@@ -74,7 +74,6 @@ __all__ = [
     "InversionStudy",
     "Inverted",
     "balanced_subset",
-    "inversion_curves_figure",
     "inversion_glue",
     "inversion_key_material",
     "inversion_study",
@@ -591,29 +590,3 @@ def summary_table(study: InversionStudy) -> pd.DataFrame:
     }, index=pd.Index(["image→image mAP (OTI)", "text→text mAP (OVI)",
                        "zero-shot top-1 % (through OTI)"], name="on the inverted subsets"))
 
-
-def inversion_curves_figure(study: InversionStudy) -> Any:
-    """mAP of the inverted queries after k optimisation steps (left: OTI image queries, right:
-    OVI caption queries) with CLIP's and IsoCLIP's intra-modal mAP on the same queries, and
-    below the mean cosine between the inverted features and their targets."""
-    from isoclip.studies import plotting
-
-    ret = study.retrieval.set_index(["task", "method"])
-    curves = study.curves
-    fig, axes = plotting.page_figure(2, 2, height=4.6, sharex="col",
-                                     gridspec_kw={"height_ratios": [2.2, 1]})
-    for col, (inv, task, title) in enumerate((("OTI", "image→image", "image→image through OTI"),
-                                              ("OVI", "text→text", "text→text through OVI"))):
-        c = curves[curves["method"] == inv]
-        ax, ax_cos = axes[0, col], axes[1, col]
-        ax.plot(c["step"], c["mAP"], marker="o", ms=3, color=plotting.METHOD_COLOURS[inv],
-                label="inverted query (OTI / OVI)")
-        ax.axhline(float(ret.loc[(task, "CLIP"), "mAP"]), color=plotting.METHOD_COLOURS["CLIP"],
-                   ls="--", label="CLIP (intra-modal)")
-        ax.axhline(float(ret.loc[(task, "IsoCLIP"), "mAP"]),
-                   color=plotting.METHOD_COLOURS["IsoCLIP"], ls=":", label="IsoCLIP")
-        ax.set(xscale="symlog", ylabel="mAP (%)", title=title)
-        ax_cos.plot(c["step"], c["cos"], color="0.4", lw=1.2)
-        ax_cos.set(xscale="symlog", xlabel="inversion step (symlog)", ylabel="cos to target")
-    plotting.legend_below(fig, ax=axes[0, 0])
-    return fig
