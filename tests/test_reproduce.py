@@ -117,7 +117,8 @@ def test_paper_set_uses_the_published_band(name: str) -> None:
 def test_fake_set_needs_no_weights() -> None:
     data = load_params("fake-vit-b-32")
     assert data["common"]["model"] == "ViT-B-32" and data["common"]["pretrained"] is None
-    assert data["notebooks"]["06_band_analysis"]["datasets"][0] == "cub2011"
+    ch6 = {**data["common"], **data["notebooks"]["06_band_analysis"]}
+    assert ch6["datasets"][0] == "cub2011" and ch6["text_datasets"][0] == "flickr30k_text"
 
 
 def test_makefile_reproduce_fake_uses_the_fake_set() -> None:

@@ -228,7 +228,6 @@ def region_results(P: Projectors, task: RetrievalTask, band: Band, *, dec: SVD |
     dec = svd(P) if dec is None else dec
     regions = {"CLIP": Band(0, 0), **region_bands(dec.r, band)}
     scorer = BandScorer(P, task.query, task.gallery, task.modality, dec)
-    scores = {k: scorer.scores(b) for k, b in regions.items()}
     meta = dict(meta or {})
     rankers: list[tuple[str, Any]]
     if task.gnd is not None:
@@ -238,10 +237,14 @@ def region_results(P: Projectors, task: RetrievalTask, band: Band, *, dec: SVD |
         rankers = [("", FixedLabelRanker(integer_labels(task.query_labels),
                                          integer_labels(task.gallery_labels), task.same_split))]
     nan = torch.full((task.n_query,), float("nan"), dtype=torch.float64)
+    aps: list[dict[str, Tensor]] = [dict.fromkeys(("CLIP", *REGIONS), nan) for _ in rankers]
+    for k, b in regions.items():  # one [Q, G] score matrix at a time (CUB: 11,788²)
+        s = scorer.scores(b)
+        for ap, (_, ranker) in zip(aps, rankers):
+            ap[k] = 100.0 * ranker.per_query(s)["mAP"].double()
+        del s
     out = []
-    for abbr, ranker in rankers:
-        ap = {k: 100.0 * ranker.per_query(scores[k])["mAP"].double() if k in scores else nan
-              for k in ("CLIP", *REGIONS)}
+    for ap, (abbr, _) in zip(aps, rankers):
         m = {**meta, **({"label": f"{meta.get('label', task.name)} ({abbr})", "protocol": abbr}
                         if abbr else {})}
         out.append(SetResult(name=task.name, modality=task.modality, n_query=task.n_query,
