@@ -39,6 +39,8 @@ def _rows(offset: float = 0.0) -> list[dict]:
                     "metric": "mAP", "value": v + offset})
     out.append({"dataset": "cub2011", "task": "latency", "method": "IsoCLIP",
                 "metric": "latency (ms)", "value": 1.5})
+    out.append({"dataset": "projector weights", "task": "spectrum", "method": "ViT-B-32",
+                "metric": "effective rank", "value": 372.1})
     return out
 
 
@@ -78,13 +80,16 @@ def test_tables_per_task_and_metric_with_the_papers_beside(files) -> None:
     tables = [t for t in result_tables(results, load_paper_numbers())
               if t.result.meta["chapter"] == HEADLINE_CHAPTER]
     assert [(t.task, t.metric) for t in tables] == [
-        ("image-image", "mAP"), ("text-text", "mAP"), ("latency", "latency (ms)")]
-    img, txt, lat = tables
+        ("image-image", "mAP"), ("text-text", "mAP"), ("latency", "latency (ms)"),
+        ("spectrum", "effective rank")]
+    img, txt, lat, spectrum = tables
+    assert spectrum.caption.startswith("effective rank of spectrum per dataset, ViT-B-32")
     assert list(img.table.index)[-1] == "average (3 datasets)"
     assert img.table.loc["average (3 datasets)", "CLIP"] == pytest.approx((20 + 40 + 50) / 3)
     assert "mAP (%)" in img.caption and "ViT-B-32 (openai)" in img.caption
     assert "k_top = 150, k_bottom = 50" in img.caption and "k_top" not in txt.caption
-    assert "latency (ms) of latency" in lat.caption and "(%)" not in lat.caption
+    assert "latency (ms) of latency per dataset," in lat.caption and "(%)" not in lat.caption
+    assert "query split" in img.caption and "query split" not in lat.caption
     # the papers' averages for OpenAI ViT-B/32 beside this run's average
     ref = load_paper_numbers()
     paper = ref[(ref["paper"] == "IsoCLIP") & (ref["backbone"] == "OpenAI ViT-B/32")
@@ -128,3 +133,14 @@ def test_average_figure_has_a_panel_per_task(files) -> None:
         plt.close(fig)
     with pytest.raises(ValueError, match="bars"):
         average_figure(pd.DataFrame(columns=bars.columns))
+
+
+def test_a_variant_already_in_the_dataset_name_is_not_repeated(tmp_path) -> None:
+    rows = [{"dataset": f"roxford5k ({v})", "task": "image-image", "method": "CLIP",
+             "metric": "mAP", "value": x, "variant": v, "in_average": v == "M"}
+            for v, x in (("E", 60.0), ("M", 40.0), ("H", 10.0))]
+    write_result("07", rows, model="ViT-B-32", pretrained=None, params="p", root=tmp_path)
+    (t,) = result_tables(load_results(tmp_path), load_paper_numbers())
+    assert list(t.table.index) == ["roxford5k (E)", "roxford5k (M)", "roxford5k (H)",
+                                   "average (1 dataset)"]
+    assert t.table.loc["average (1 dataset)", "CLIP"] == 40.0

@@ -296,7 +296,9 @@ def dataset_table(result: ResultFile, task: str, metric: str = "mAP",
     d = result.rows[(result.rows["task"] == task) & (result.rows["metric"] == metric)].copy()
     if d.empty:
         return pd.DataFrame()
-    d["row"] = [f"{ds} ({v})" if v else ds for ds, v in zip(d["dataset"], d["variant"])]
+    # a variant already in the dataset's name ("roxford5k (E)") is not repeated
+    d["row"] = [f"{ds} ({v})" if v and not ds.endswith(f"({v})") else ds
+                for ds, v in zip(d["dataset"], d["variant"])]
     table = d.pivot_table(index="row", columns="method", values="value", aggfunc="first",
                           sort=False)
     avg_rows = d[d["in_average"]].drop_duplicates("row")["row"]
@@ -385,9 +387,15 @@ class ResultTable:
     paper: pd.DataFrame
 
 
+#: Tasks whose tables are retrieval over each dataset's query and gallery splits.
+_RETRIEVAL_TASKS = ("image-image", "text-text")
+_PERCENT_METRICS = ("mAP", "mP@", "R@", "top-", "accuracy", "recall", "precision")
+
+
 def _unit(metric: str) -> str:
-    """``" (%)"`` unless the metric names its unit itself (``"latency (ms)"``)."""
-    return "" if "(" in metric else " (%)"
+    """``" (%)"`` for the percentages chapters write (mAP, R@k, accuracy, ...), else nothing:
+    other metrics name their unit themselves (``"latency (ms)"``) or have none."""
+    return " (%)" if metric.startswith(_PERCENT_METRICS) or "accuracy" in metric else ""
 
 
 def _paper_side(table: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
@@ -421,12 +429,13 @@ def result_tables(results: Sequence[ResultFile], ref: pd.DataFrame) -> list[Resu
             for metric in dict.fromkeys(r.rows.loc[r.rows["task"] == task, "metric"]):
                 table = dataset_table(r, task, metric)
                 band = (r.meta.get("bands") or {}).get(task.split("-")[0])
-                caption = (f"{metric}{_unit(metric)} of {title} per dataset (query split → "
-                           f"gallery split of each dataset's protocol), {r.meta['model']} "
-                           f"({pretrained})"
+                split = (" (query split → gallery split of each dataset's protocol)"
+                         if task in _RETRIEVAL_TASKS else "")
+                caption = (f"{metric}{_unit(metric)} of {title} per dataset{split}, "
+                           f"{r.meta['model']} ({pretrained})"
                            + (f", IsoCLIP band k_top = {band[0]}, k_bottom = {band[1]}"
                               if band else "")
-                           + "; the last row averages the datasets marked for it")
+                           + "; the last row averages the rows marked for it")
                 paper = paper_averages(ref, r.meta["model"], r.meta["pretrained"], task, metric)
                 out.append(ResultTable(r, task, metric, f"{r.meta['params']}: {title}, {metric}",
                                        caption, table, _paper_side(table, paper)))
