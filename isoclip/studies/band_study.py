@@ -32,7 +32,7 @@ __all__ = ["REGIONS", "REGION_METHODS", "BandOrdering", "RegionStudy", "Retrieva
            "band_choices", "band_ordering_study", "ordering_display", "ordering_figure",
            "ordering_glue", "ordering_reading", "ordering_rows", "ordering_table", "ordering_tables",
            "ordering_verdict_table", "ordering_verdicts", "primary_sets", "region_results",
-           "region_study", "retrieval_task", "set_task"]
+           "region_study", "set_task"]
 
 _TITLES = {"image": "image→image", "text": "text→text"}
 ModalityName = Literal["image", "text"]
@@ -68,29 +68,6 @@ class RetrievalTask:
     @property
     def n_gallery(self) -> int:
         return len(self.gallery)
-
-
-def retrieval_task(bundle: Any, dataset: str, data_root: Any, modality: ModalityName
-                   ) -> RetrievalTask:
-    """The retrieval task a chapter's parameters name (``"embedded"`` or a registered set, see
-    :func:`isoclip.training.embedded.resolve_retrieval`), with ``bundle``'s features.
-
-    Raises:
-        ValueError: the set's relevance is a revisitop ground truth (rOxford, rParis), which
-            the band sweep does not support, or the errors of ``resolve_retrieval``.
-    """
-    from isoclip.training import embedded
-
-    data = embedded.resolve_retrieval(dataset, data_root, modality)
-    if data.gnd is not None:
-        raise ValueError(f"dataset {dataset!r}: relevance is given by its revisitop ground truth, "
-                         "which the band sweep of this chapter does not support; use a "
-                         "class-labelled image set (e.g. cub2011)")
-    feat: Any = image_features if modality == "image" else text_features
-    q = feat(bundle, data.query, "preproj", progress=False)
-    g = q if data.same_split else feat(bundle, data.gallery, "preproj", progress=False)
-    return RetrievalTask(modality, _TITLES[modality], q, g, data.query.labels,
-                         data.gallery.labels, bool(data.same_split))
 
 
 @dataclass(frozen=True)
