@@ -158,3 +158,16 @@ def test_grid_stride_paper_numbers_and_control() -> None:
     assert lay.loc[("image→image", "cub2011"), ("pretrained", "OTI / OVI")] == 30.0
     assert inversion_layout(main, "image", paper=ref["image"]).index[-1][1].startswith(
         "reported by")
+
+
+def test_invert_whole_every_query_when_per_class_is_none(tiny, isolated_cache) -> None:
+    """per_class None (chapter 3's oti_per_class = None): every query is inverted."""
+    from isoclip.studies.suite import _invert_whole
+
+    labels = np.repeat(np.arange(2), 3)
+    with torch.no_grad():
+        q = tiny.model.encode_image(torch.randn(6, 3, tiny.image_size, tiny.image_size,
+                                                generator=torch.Generator().manual_seed(1)))
+    rows, f = _invert_whole(tiny, SetFeatures(q, q, q, q), labels, "image", None,
+                            InversionSettings(oti_steps=1), "synthetic")
+    assert rows.tolist() == list(range(6)) and f.shape == q.shape

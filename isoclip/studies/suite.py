@@ -531,7 +531,7 @@ class InversionSettings:
 
 
 def _invert_whole(bundle: ModelBundle, feats: SetFeatures, labels: Any, modality: str,
-                  per_class: int, inv: InversionSettings, family: str = ""
+                  per_class: int | None, inv: InversionSettings, family: str = ""
                   ) -> tuple[Tensor, Tensor]:
     """``(rows, features)``: a class-balanced subset of the whole set's queries and their
     OTI (images) / OVI (texts) features, with exactly chapter 3's call (cache shared)."""
@@ -741,7 +741,8 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
             family = sets[name]["family"]
             per = {} if inversion is None else inversion.per_class.get(family, {})
             winv = (_invert_whole(bundle, wfeats, wdata.query.labels, modality,
-                                  int(per[modality]), inversion,  # type: ignore[arg-type]
+                                  None if per[modality] is None else int(per[modality]),
+                                  inversion,  # type: ignore[arg-type]
                                   family)
                     if modality in per else None)
             wholes[wk] = (wdata, wfeats, winv)
