@@ -435,7 +435,8 @@ def data_scale_figure(rows: pd.DataFrame, columns: dict[str, str], *, ncols: int
                 for _, e in ends.iterrows():
                     ax.annotate(f"{int(e['length'])}", (float(e["distinct_pairs"]),
                                                         float(e[col])),
-                                xytext=(4, 0), textcoords="offset points",
+                                xytext=(4, 5 if tau == "learned" else -5),
+                                textcoords="offset points",
                                 color=colour, va="center")
         if "gain" in col:
             ax.axhline(0, color="0.4", lw=0.8)
