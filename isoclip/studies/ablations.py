@@ -75,7 +75,8 @@ def ablation_ap(P: Any, query: Tensor, gallery: Tensor, query_labels: Any,
         same_split: query i is gallery item i (all→all, CUB): removed from its own ranking.
         ap_of: ``(query', gallery') -> [Nq]`` per-query AP in percent of transformed features
             (default: :func:`isoclip.evaluate.retrieval.query_metrics` with the labels and
-            ``same_split``); e.g. a revisited Oxford/Paris setting (:func:`revisited_ap`).
+            ``same_split``); e.g. a revisited Oxford/Paris setting
+            (:func:`isoclip.evaluate.retrieval.evaluate_revisited_scores`).
 
     Returns:
         ``(ap, random_means)``: key -> [Nq] float64 AP (NaN: no relevant item; the random band
