@@ -345,9 +345,10 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
             keyed by the model's fingerprint, the set and its data, the stride, the bands, the
             inversion settings and the code of :data:`CLASSIFICATION_CODE` and the suite's).
 
-    Paper datasets without a train/test split (:data:`isoclip.data.classification.
-    CLASSIFICATION_DATASETS` lists those with one) are skipped and named in ``skipped``, so a
-    run over the retrieval chapters' list classifies what can be classified.
+    Paper datasets without a train/test split
+    (:data:`isoclip.data.classification.CLASSIFICATION_DATASETS` lists those with one) are
+    skipped and named in ``skipped``, so a run over the retrieval chapters' list classifies
+    what can be classified.
 
     Raises:
         ValueError: unknown names, no set to classify, or bad arguments.
