@@ -169,6 +169,8 @@ def test_reproduce_book_skeleton(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "make reproduce PARAMS=fake-vit-b-32 TEXT_DATASETS=coco_text DATA_ROOT=/data" in intro
     cfg = yaml.safe_load((tmp_path / "_config.yml").read_text())
     assert "fake-vit-b-32" in cfg["title"] and cfg["execute"]["execute_notebooks"] == "off"
+    assert {"ref.numref", "ref.mod", "ref.func"} <= set(
+        cfg["sphinx"]["config"]["suppress_warnings"])
     static = (ROOT / "_static" / "mathjax").is_dir()
     assert (tmp_path / "_static" / "mathjax").is_dir() or not static
     monkeypatch.delenv("TEXT_DATASETS")
