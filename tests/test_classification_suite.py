@@ -239,7 +239,7 @@ def test_layout_verdicts_and_result_rows() -> None:
 
 
 def test_suite_cache_hit_equals_recomputation(isolated_cache) -> None:
-    kw = dict(model="isoclip-tiny-vit", world=WORLD, stride=8, inversion=None)
+    kw = {"model": "isoclip-tiny-vit", "world": WORLD, "stride": 8, "inversion": None}
     first = classification_suite(["synthetic/colour=red", "synthetic/world"], **kw)
     entries = sorted((isolated_cache / "classification").glob("*.pt"))
     assert len(entries) == 2
