@@ -579,8 +579,10 @@ def ordering_tables(study: BandOrdering) -> dict[str, dict[str, pd.DataFrame]]:
 def ordering_verdict_table(study: BandOrdering, model: str = "embedded",
                            pretrained: str | None = None, *, n_boot: int = 2000
                            ) -> pd.DataFrame:
-    """:func:`ordering_verdicts` for every task and weights: columns ``task, weights, family,
-    n_sets, vs_top, vs_bottom, holds, verdict``; each verdict scoped to the model that
+    """:func:`ordering_verdicts` for every task and weights, one row per family.
+
+    Columns ``task, weights, family, n_sets, vs_top, vs_bottom, holds, verdict``; each
+    verdict scoped to the model that
     evaluated the family (the tiny default or emoji model; the open_clip model and its
     weights)."""
     from isoclip.studies.verdicts import scope
