@@ -300,13 +300,8 @@ def band_ordering_study(datasets: str | Sequence[str], text_datasets: str | Sequ
 
     def bundle_for(key: str) -> Any:
         if key not in bundles:
-            if key == "embedded":
-                bundles[key] = emb.embedded_default(emb.DEFAULT_WORLD, train,
-                                                    progress=False).bundle
-            elif key == "embedded-emoji":
-                bundles[key] = emb.embedded_emoji(progress=False).bundle
-            else:
-                bundles[key] = emb.resolve_model(key, pretrained, device=device, progress=False)
+            bundles[key] = emb.resolve_model(key, pretrained, device=device, train=train,
+                                             progress=False)
         return bundles[key]
 
     main = "trained here" if model == "embedded" else str(pretrained or RANDOM_INIT)

@@ -713,12 +713,9 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
 
     def bundle_for(key: str) -> ModelBundle:
         if key not in bundles:
-            if key == "embedded":
-                bundles[key] = emb.embedded_default(world, train, progress=progress).bundle
-            elif key == "embedded-emoji":
-                bundles[key] = emb.embedded_emoji(emoji, emoji_train, progress=progress).bundle
-            else:
-                bundles[key] = emb.resolve_model(key, pretrained, device=device)
+            bundles[key] = emb.resolve_model(key, pretrained, device=device, world=world,
+                                             train=train, emoji=emoji, emoji_train=emoji_train,
+                                             progress=progress)
         return bundles[key]
 
     sets = {n: set_meta(n, emb.model_for_set(n, model), **config) for n in names}

@@ -111,16 +111,18 @@ def model_for_set(name: str, model: str = "embedded") -> str:
 
 def resolve_model(model: str = "embedded", pretrained: str | None = None, *,
                   device: str = "cpu", world: WorldConfig = DEFAULT_WORLD,
-                  train: TrainConfig = DEFAULT_TRAIN, progress: bool = True) -> ModelBundle:
-    """The model a notebook's parameters name: ``"embedded"`` = our trained tiny model,
-    ``"embedded-emoji"`` = the emoji model (:func:`embedded_emoji`, its own defaults),
-    anything else = :func:`isoclip.models.loading.load_model` (real path, same code downstream)."""
+                  train: TrainConfig = DEFAULT_TRAIN, emoji: EmojiConfig = DEFAULT_EMOJI,
+                  emoji_train: TrainConfig = EMOJI_TRAIN, progress: bool = True) -> ModelBundle:
+    """The model a notebook's parameters name: ``"embedded"`` = our trained tiny model
+    (``world``, ``train``), ``"embedded-emoji"`` = the emoji model (:func:`embedded_emoji` of
+    ``emoji``, ``emoji_train``), anything else = :func:`isoclip.models.loading.load_model`
+    (real path, same code downstream)."""
     from isoclip.models.loading import load_model
 
     if model == "embedded":
         return embedded_default(world, train, progress=progress).bundle
     if model == "embedded-emoji":
-        return embedded_emoji(progress=progress).bundle
+        return embedded_emoji(emoji, emoji_train, progress=progress).bundle
     return load_model(model, pretrained, device=device)
 
 
