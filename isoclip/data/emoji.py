@@ -34,6 +34,12 @@ renderings of every emoji, one caption each), ``query`` and ``gallery`` (one ren
 every emoji each, different draws), ``text_query`` and ``text_gallery`` (one held-out-template
 caption of every emoji each, different templates). Labels are the Unicode subcategory: two
 emoji are relevant to each other when they share it (``animal-bird``, ``food-fruit``, ...).
+
+Cross-style (:func:`load_cross_style`): the query split in the model's artwork against the
+gallery split drawn in the other one (Noto queries, Twemoji gallery), with the gallery's own
+random stream, so that each gallery image differs from the same-style gallery image only by
+its artwork. An emoji without an image in the other style is dropped from both sides, and
+:attr:`CrossStyle.dropped` names it (none in version 16.0.0).
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +58,18 @@ from PIL import Image
 from isoclip.common.cache import cache_root, file_sha256, stable_hash
 from isoclip.data.base import ImageDataset, TextDataset
 
-__all__ = ["EMOJI_STYLES", "EMOJI_VERSION", "HELDOUT_TEMPLATES", "TRAIN_TEMPLATES", "Emoji",
-           "EmojiConfig", "EmojiData", "EmojiDataNotFoundError", "category_slug", "data_dir",
-           "dominant_share", "emoji_folder", "load_emoji", "read_catalogue"]
+__all__ = ["ARTWORK_NAMES", "EMOJI_STYLES", "EMOJI_VERSION", "HELDOUT_TEMPLATES",
+           "TRAIN_TEMPLATES", "CrossStyle", "Emoji", "EmojiConfig", "EmojiData",
+           "EmojiDataNotFoundError", "category_slug", "data_dir", "dominant_share",
+           "emoji_folder", "load_cross_style", "load_emoji", "other_style", "read_catalogue"]
 
 #: Version of the npm packages the book is built with (``make emoji-data``).
 EMOJI_VERSION = "16.0.0"
 #: Artwork styles and their licences (the images; emoji.json is MIT).
 EMOJI_STYLES: dict[str, str] = {"google": "Apache-2.0 (Noto Color Emoji)",
                                 "twitter": "CC-BY 4.0 (Twemoji)"}
+#: Short name of each style's artwork (tables, captions).
+ARTWORK_NAMES: dict[str, str] = {"google": "Noto", "twitter": "Twemoji"}
 #: Version of this module's output for a given configuration and package; part of every name.
 RENDER_VERSION = 1
 
@@ -252,12 +262,17 @@ def _load_sprite(folder: Path, style: str, e: Emoji) -> Image.Image:
         return im.convert("RGBA").convert("RGBa")
 
 
-def _render(cfg: EmojiConfig, sprites: list[Image.Image], which: np.ndarray, split_id: int
-            ) -> np.ndarray:
-    """uint8 [n, S, S, 3]: emoji ``which`` [n] drawn with the split's augmentation stream."""
-    n, size = len(which), cfg.image_size
+def _render(cfg: EmojiConfig, sprites: Sequence[Image.Image] | Mapping[int, Image.Image],
+            which: np.ndarray, split_id: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [n, S, S, 3]: emoji ``which`` [n] drawn with the split's augmentation stream
+    (``sprites[k]``: the image of emoji ``k``). ``keep`` [m]: draw only these rows of
+    ``which``, each with the stream's draws of its row (the same size, position and background
+    as in the full rendering), giving [m, S, S, 3]."""
     rng = np.random.default_rng([cfg.seed, split_id, _STREAM_LAYOUT])
-    u = rng.uniform(size=(n, 11))
+    u = rng.uniform(size=(len(which), 11))
+    if keep is not None:
+        u, which = u[keep], which[keep]
+    n, size = len(which), cfg.image_size
     side = np.rint(size * (cfg.scale[0] + u[:, 0] * (cfg.scale[1] - cfg.scale[0]))).astype(int)
     side = np.clip(side, 1, size)
     x0 = np.floor(u[:, 1] * (size - side + 1)).astype(int)
@@ -366,6 +381,85 @@ def load_emoji(cfg: EmojiConfig | None = None, *, cache: bool = True) -> EmojiDa
     if not isinstance(cfg, EmojiConfig):
         raise TypeError(f"cfg: expected an EmojiConfig, got {type(cfg).__name__}")
     return _cached(cfg) if cache else _build(cfg)
+
+
+def other_style(style: str) -> str:
+    """The artwork a cross-style gallery is drawn in: the other one of :data:`EMOJI_STYLES`."""
+    if style not in EMOJI_STYLES:
+        raise ValueError(f"style: expected one of {list(EMOJI_STYLES)}, got {style!r}")
+    return next(s for s in EMOJI_STYLES if s != style)
+
+
+@dataclass
+class CrossStyle:
+    """Query renderings in one artwork, gallery renderings in the other.
+
+    Attributes:
+        query_style, gallery_style: the two artworks (``"google"``, ``"twitter"``).
+        query: [n, S, S, 3] the query split of :func:`load_emoji` (query style), rows ``rows``.
+        gallery: [n, S, S, 3] the gallery split's renderings (same sizes, positions and
+            backgrounds, same captions and labels) of the same emoji in the gallery style;
+            row ``i`` of query and gallery is the same emoji.
+        rows: [n] int64 rows of the whole query (and gallery) split, i.e. indices into
+            :attr:`EmojiData.emoji`, of the emoji kept.
+        dropped: the emoji of the query style without an image in the gallery style (left
+            out of both sides).
+    """
+
+    query_style: str
+    gallery_style: str
+    query: ImageDataset
+    gallery: ImageDataset
+    rows: np.ndarray
+    dropped: list[Emoji]
+
+
+def _build_cross_style(cfg: EmojiConfig) -> CrossStyle:
+    data = load_emoji(cfg)
+    other = replace(cfg, style=other_style(cfg.style))
+    folder = other.folder
+    if not folder.is_dir():
+        raise _missing(folder, other.style, f"no folder {folder}")
+    theirs, sha = read_catalogue(folder, other.style)
+    have = {e.code for e in theirs}
+    rows = np.array([i for i, e in enumerate(data.emoji) if e.code in have], dtype=np.int64)
+    dropped = [e for e in data.emoji if e.code not in have]
+    if not len(rows):
+        raise ValueError(f"{folder}: none of the {len(data.emoji)} emoji has a {other.style} "
+                         "image")
+    sprites = {int(i): _load_sprite(folder, other.style, data.emoji[i]) for i in rows}
+    whole = data.gallery
+    images = _render(cfg, sprites, np.asarray(data.emoji_of["gallery"]), _SPLIT_IDS["gallery"],
+                     keep=rows)
+    tag = stable_hash({"render": RENDER_VERSION, "gallery_catalogue": sha,
+                       "rows": rows.tolist()})[:12]
+    sub = whole.subset(rows, f"{whole.name}[{other.style} {tag}]")  # labels and captions
+    gallery = ImageDataset(images=_frozen(images), labels=sub.labels,
+                           class_names=sub.class_names, name=sub.name, captions=sub.captions)
+    query = data.query if len(rows) == len(data.emoji) else data.query.subset(
+        rows, f"{data.query.name}[{other.style} {tag}]")
+    return CrossStyle(query_style=cfg.style, gallery_style=other.style, query=query,
+                      gallery=gallery, rows=_frozen(rows), dropped=dropped)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_cross(cfg: EmojiConfig) -> CrossStyle:
+    return _build_cross_style(cfg)
+
+
+def load_cross_style(cfg: EmojiConfig | None = None) -> CrossStyle:
+    """The cross-style set of ``cfg``'s data: :func:`load_emoji`'s query split in ``cfg.style``
+    against its gallery split drawn in :func:`other_style` (same augmentation draws).
+
+    Raises:
+        EmojiDataNotFoundError: either package, its emoji.json or an emoji's PNG is missing
+            (names the npm package, the folder and the file).
+        ValueError: no emoji has an image in the other style.
+    """
+    cfg = EmojiConfig() if cfg is None else cfg
+    if not isinstance(cfg, EmojiConfig):
+        raise TypeError(f"cfg: expected an EmojiConfig, got {type(cfg).__name__}")
+    return _cached_cross(cfg)
 
 
 def dominant_share(emoji: list[Emoji], category: str) -> float:

@@ -31,6 +31,11 @@ The emoji model's sets (:mod:`isoclip.data.emoji`; relevance = Unicode subcatego
   caption of each emoji -> another);
 * ``emoji/category=<slug>``: the emoji of one Unicode category (``animals-nature``,
   ``food-drink``, ``objects``, ...);
+* ``emoji/cross-style``: image→image only, the query renderings in the model's artwork (Noto)
+  against the gallery renderings drawn in the other one (Twemoji, same augmentation draws:
+  :func:`isoclip.data.emoji.load_cross_style`); a whole-set row of its own, in no suite (its
+  gallery is not a part of ``emoji/all``'s, so the chapters that slice ``emoji/all``'s features
+  ask for it by name). Text→text does not depend on the artwork: the set has no text side;
 * suites ``emoji-fine-grained`` (the categories whose largest subcategory holds at most half
   of them: not ``flags``, where a random ranking already scores about 90 mAP) and ``emoji``
   (``emoji/all`` followed by them).
@@ -55,9 +60,12 @@ from isoclip.data.paper_datasets import RetrievalData
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import SyntheticWorld, make_world
 
-__all__ = ["SUITES", "EmbeddedSet", "embedded_set", "embedded_sets", "expand_datasets",
+__all__ = ["CROSS_STYLE", "STYLE_FACET", "SUITES", "EmbeddedSet", "embedded_set", "embedded_sets", "expand_datasets",
            "is_embedded", "load_embedded_set", "register_family", "rows_in_whole", "set_rows",
            "suite_members", "whole_set"]
+
+#: The emoji model's cross-style set and its facet (the artwork of the gallery).
+CROSS_STYLE, STYLE_FACET = "emoji/cross-style", "style"
 
 #: Facets of the synthetic world: the ``world.classes`` position held fixed, and what is left
 #: to be relevant inside the set.
@@ -78,6 +86,7 @@ class EmbeddedSet:
         relevance: what makes two items relevant inside the set (``"colour"``, ...).
         fine_grained: one domain of the data (the analogue of CUB's birds), as opposed to
             the whole set.
+        modalities: the tasks the set has (``emoji/cross-style``: images only).
     """
 
     name: str
@@ -86,6 +95,7 @@ class EmbeddedSet:
     value: str
     relevance: str
     fine_grained: bool
+    modalities: tuple[str, ...] = ("image", "text")
 
     @property
     def label(self) -> str:
@@ -115,7 +125,7 @@ SUITES: dict[str, tuple[str, Callable[[EmbeddedSet], bool], str]] = {
     "synthetic-colours": ("synthetic", lambda s: s.facet == "colour",
                           "one set per colour (relevance = shape)"),
     "emoji": ("emoji", lambda s: s.facet == "" or s.fine_grained,
-              "emoji/all then every fine-grained category"),
+              "emoji/all then every fine-grained category (not emoji/cross-style)"),
     "emoji-fine-grained": ("emoji", lambda s: s.fine_grained,
                            "one set per Unicode category (relevance = subcategory)"),
 }
@@ -238,13 +248,19 @@ def load_embedded_set(name: str, modality: Modality = "image", *,
         relevance = same label, and ``calibration`` = the domain's training pairs.
 
     Raises:
-        ValueError: a suite name (expand it first), an unknown set, or a bad ``modality``.
+        ValueError: a suite name (expand it first), an unknown set, a bad ``modality``, or
+            a task the set does not have (``emoji/cross-style`` is image→image only).
     """
     check_modality("modality", modality)
     if name in SUITES:
         raise ValueError(f"dataset {name!r} is a suite of several sets; expand it with "
                          "expand_datasets() and load each set")
     info = embedded_set(name, world=world, emoji=emoji)
+    if modality not in info.modalities:
+        why = ("; text→text does not depend on the artwork (see emoji/all)"
+               if info.facet == STYLE_FACET else "")
+        raise ValueError(f"dataset {name!r}: no {modality} side (its tasks: "
+                         f"{', '.join(info.modalities)}){why}")
     return _FAMILIES[info.family][1](info, modality, world=world, emoji=emoji)
 
 
@@ -317,6 +333,9 @@ def _list_emoji(*, emoji: Any = None, strict: bool = True, **_: Any) -> list[Emb
         out.append(EmbeddedSet(f"emoji/category={em.category_slug(c)}", "emoji", "category", c,
                                "subcategory",
                                em.dominant_share(cat, c) <= em.MAX_DOMINANT_SHARE))
+    styles = f"{em.ARTWORK_NAMES[cfg.style]} → {em.ARTWORK_NAMES[em.other_style(cfg.style)]}"
+    out.append(EmbeddedSet(CROSS_STYLE, "emoji", STYLE_FACET, styles, "subcategory", False,
+                           modalities=("image",)))
     return out
 
 
@@ -325,6 +344,12 @@ def _load_emoji(info: EmbeddedSet, modality: Modality, *, emoji: Any = None, **_
     from isoclip.data import emoji as em
 
     data = em.load_emoji(emoji)
+    if info.facet == STYLE_FACET:
+        cross = em.load_cross_style(emoji)
+        return RetrievalData(
+            name=info.name, query=cross.query, gallery=cross.gallery, same_split=False,
+            query_split="query", gallery_split=f"gallery ({cross.gallery_style})",
+            folder=data.config.folder, calibration=data.train)
     splits = ("query", "gallery") if modality == "image" else ("text_query", "text_gallery")
     parts = {}
     for split in (*splits, "train"):
@@ -352,7 +377,8 @@ _WHOLE = {"synthetic": "synthetic/world", "emoji": "emoji/all"}
 
 def whole_set(name: str) -> str:
     """The whole set an embedded set is cut from (``synthetic/world``, ``emoji/all``); the
-    name itself for a whole set or a paper dataset."""
+    name itself for a whole set or a paper dataset. ``emoji/cross-style``'s is ``emoji/all``:
+    its queries (and their OTI inversions) are ``emoji/all``'s, its gallery is its own."""
     fam = _family_of(name)
     return _WHOLE.get(fam, name) if fam is not None else name
 
@@ -362,7 +388,8 @@ def rows_in_whole(name: str, modality: Modality = "image", *, world: WorldConfig
     """Where the rows of set ``name`` sit in its whole set (:func:`whole_set`): ``"query"``,
     ``"gallery"``, ``"calibration"`` -> int64 row indices into the whole set's query, gallery
     and calibration containers (``arange`` for the whole set itself), so that features
-    extracted once for the whole set serve every slice.
+    extracted once for the whole set serve every slice. A set with a gallery of its own
+    (``emoji/cross-style``: another artwork) has no ``"gallery"`` key.
 
     Raises:
         ValueError: not an embedded set.
@@ -380,6 +407,10 @@ def rows_in_whole(name: str, modality: Modality = "image", *, world: WorldConfig
     data = em.load_emoji(emoji)
     splits = ("query", "gallery") if modality == "image" else ("text_query", "text_gallery")
     names = dict(zip(("query", "gallery", "calibration"), (*splits, "train")))
+    if info.facet == STYLE_FACET:
+        load_embedded_set(name, modality, emoji=emoji)  # the modality check
+        return {"query": em.load_cross_style(emoji).rows.copy(),
+                "calibration": np.arange(len(data.train))}
     if not info.facet:
         return {k: np.arange(len(getattr(data, v))) for k, v in names.items()}
     return {k: data.category_rows(v, info.value) for k, v in names.items()}

@@ -178,8 +178,9 @@ def set_task(bundle: Any, name: str, modality: ModalityName, data_root: Any = No
         wdata = load_dataset(whole, modality, data_root, **config)
         rows = suites.rows_in_whole(name, modality, **config)
         q = feat(bundle, wdata.query, "preproj", progress=False)[torch.as_tensor(rows["query"])]
-        g = feat(bundle, wdata.gallery, "preproj", progress=False)[
-            torch.as_tensor(rows["gallery"])]
+        g = (feat(bundle, wdata.gallery, "preproj", progress=False)[
+            torch.as_tensor(rows["gallery"])] if "gallery" in rows  # else: its own gallery
+             else feat(bundle, data.gallery, "preproj", progress=False))
     else:
         q = feat(bundle, data.query, "preproj", progress=False)
         g = q if data.same_split else feat(bundle, data.gallery, "preproj", progress=False)

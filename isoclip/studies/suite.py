@@ -557,6 +557,14 @@ def _invert_whole(bundle: ModelBundle, feats: SetFeatures, labels: Any, modality
 
 
 def _slice(feats: SetFeatures, rows: Mapping[str, np.ndarray]) -> SetFeatures:
+    """The rows ``rows`` (:func:`isoclip.data.suites.rows_in_whole`) of a whole set's features.
+
+    Raises:
+        ValueError: the set has a gallery of its own (no ``"gallery"`` rows).
+    """
+    if "gallery" not in rows:
+        raise ValueError("rows: no gallery rows (a set with a gallery of its own, such as "
+                         "emoji/cross-style, is not a slice of its whole set's features)")
     q, g = torch.as_tensor(rows["query"]), torch.as_tensor(rows["gallery"])
     return SetFeatures(feats.query_pre[q], feats.gallery_pre[g], feats.query[q], feats.gallery[g])
 
@@ -677,7 +685,8 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
     """The retrieval rows of every set of ``datasets`` (suites expanded) for each task.
 
     A set with the revisited Oxford / Paris ground truth (``roxford5k``, ``rparis6k``) gives
-    three rows, its Easy, Medium and Hard protocols (``"roxford5k (E)"``, ...).
+    three rows, its Easy, Medium and Hard protocols (``"roxford5k (E)"``, ...). A set without
+    a task (``emoji/cross-style`` has no text side) is skipped for that task.
 
     Args:
         datasets: names or suites (:func:`isoclip.data.registry.datasets_list`), e.g.
@@ -750,7 +759,13 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
         else:
             data = load_dataset(name, modality, data_root, **config)  # type: ignore[arg-type]
             rows = suites.rows_in_whole(name, modality, **config)  # type: ignore[arg-type]
-            feats = _slice(wfeats, rows)
+            if "gallery" in rows:
+                feats = _slice(wfeats, rows)
+            else:  # a gallery of its own (emoji/cross-style: the other artwork)
+                q = torch.as_tensor(rows["query"])
+                feats = SetFeatures(wfeats.query_pre[q], _features(bundle, data.gallery,
+                                                                   "preproj"),
+                                    wfeats.query[q], _features(bundle, data.gallery, "projected"))
             if data.calibration is not None and calibration_pairs > 0:
                 sub = calibration_subset(data.calibration, calibration_pairs, seed)
                 feats.calib_image = image_features(bundle, sub, "preproj", progress=False)
@@ -779,6 +794,9 @@ def suite_study(datasets: str | Sequence[str], *, modalities: Sequence[str] = ("
     results = []
     for modality in modalities:
         for name in names:
+            if suites.is_embedded(name) and modality not in suites.embedded_set(
+                    name, **config).modalities:
+                continue  # a set without this task (emoji/cross-style: images only)
             key = emb.model_for_set(name, model)
             bundle = bundle_for(key)
             family = str(sets[name]["family"])

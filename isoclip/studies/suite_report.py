@@ -28,10 +28,10 @@ from isoclip.studies.suite import (
     suite_table,
 )
 
-__all__ = ["FAMILY_SCOPES", "LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "example_set",
-           "examples_figure", "family_label", "grid_stride_for", "headline_table",
-           "inversion_gain", "suite_by_task", "suite_glue", "suite_result_rows",
-           "suite_summary"]
+__all__ = ["FAMILY_SCOPES", "LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "cross_style_glue",
+           "cross_style_hits", "example_set", "examples_figure", "family_label",
+           "grid_stride_for", "headline_table", "inversion_gain", "same_item_hits",
+           "suite_by_task", "suite_glue", "suite_result_rows", "suite_summary"]
 
 #: Glue tag of each task.
 TASK_TAGS = {"image": "img", "text": "txt"}
@@ -318,6 +318,79 @@ def examples_figure(study: SuiteStudy, name: str, *, data_root: Any = None, n: i
 
     config = {} if suites.is_embedded(name) else {"data_root": data_root}
     return example_retrievals_figure(study, name, n=n, k=k, seed=seed, **config)
+
+
+def same_item_hits(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """[Q] bool: whether query ``i``'s nearest gallery item (cosine; ties: lower row first) is
+    gallery row ``i`` (query [Q, d] and gallery [G, d] hold the same items in the same order,
+    e.g. the same emoji in two artworks)."""
+    if query.shape[0] > gallery.shape[0]:
+        raise ValueError(f"gallery: expected at least as many rows as the query "
+                         f"({query.shape[0]}), got {gallery.shape[0]}")
+    from isoclip.studies.suite import top_k
+
+    return top_k(query, gallery, 1)[:, 0] == torch.arange(query.shape[0])
+
+
+def cross_style_hits(study: SuiteStudy, name: str = "emoji/cross-style", **config: Any
+                     ) -> dict[str, float]:
+    """How often the identical emoji in the other artwork is ranked first, in percent of the
+    queries of cross-style set ``name``: ``CLIP`` (projected features), ``IsoCLIP
+    (automatic)`` (the set's automatic band) and ``IsoCLIP (held-out)`` (each query with the
+    band chosen on the other half of the queries, as the table's held-out column); ``n``:
+    queries, ``dropped``: emoji left out for lack of an image in the other artwork.
+
+    Raises:
+        ValueError: ``name`` is not an image set of ``study``.
+    """
+    from isoclip.data.emoji import load_cross_style
+    from isoclip.data.registry import load_dataset
+    from isoclip.method.bands import iso_projectors
+    from isoclip.method.projectors import get_projectors
+    from isoclip.studies.suite import set_features
+
+    res = next((r for r in study.task("image") if r.name == name), None)
+    if res is None:
+        raise ValueError(f"name: {name!r} is not an image set of this study")
+    bundle = study.bundles[res.meta["model"]]
+    feats = set_features(bundle, load_dataset(name, "image", **config), calibration_pairs=0)
+    P = get_projectors(bundle.model)
+
+    def iso_hits(band_name: str) -> torch.Tensor:
+        iso = iso_projectors(P, res.bands[band_name])
+        with torch.no_grad():
+            return same_item_hits(iso.project_image(feats.query_pre.to(P.dtype)),
+                                  iso.project_image(feats.gallery_pre.to(P.dtype)))
+
+    held = iso_hits("held-out (odd)")  # even queries: the band chosen on the odd ones
+    held[1::2] = iso_hits("held-out (even)")[1::2]
+    out = {"CLIP": same_item_hits(feats.query, feats.gallery),
+           "IsoCLIP (automatic)": iso_hits("automatic"), "IsoCLIP (held-out)": held}
+    return {"n": float(res.n_query),
+            "dropped": float(len(load_cross_style(config.get("emoji")).dropped)),
+            **{m: 100.0 * float(h.double().mean()) for m, h in out.items()}}
+
+
+def cross_style_glue(study: SuiteStudy, name: str = "emoji/cross-style", *,
+                     prefix: str = "cross", **config: Any) -> dict[str, Any]:
+    """Glue values of the cross-style row: ``<prefix>_<m>`` (mAP of each method of
+    :data:`METHOD_KEYS`), ``<prefix>_delta`` (held-out − CLIP), ``<prefix>_all_clip`` /
+    ``<prefix>_all_delta`` (the same-style ``emoji/all`` row, if in the study), ``<prefix>_n``,
+    ``<prefix>_dropped``, ``<prefix>_label`` and ``<prefix>_hit_<m>`` (:func:`cross_style_hits`
+    for ``clip``, ``auto``, ``heldout``)."""
+    tab = suite_table(study.task("image")).set_index("name")
+    row = tab.loc[name]
+    out: dict[str, Any] = {f"{prefix}_{k}": float(row[m]) for m, k in METHOD_KEYS.items()}
+    out[f"{prefix}_delta"] = float(row["delta"])
+    out[f"{prefix}_label"] = str(row["set"])
+    if "emoji/all" in tab.index:
+        out[f"{prefix}_all_clip"] = float(tab.loc["emoji/all", "CLIP"])
+        out[f"{prefix}_all_delta"] = float(tab.loc["emoji/all", "delta"])
+    hits = cross_style_hits(study, name, **config)
+    out[f"{prefix}_n"], out[f"{prefix}_dropped"] = int(hits["n"]), int(hits["dropped"])
+    for m in ("CLIP", "IsoCLIP (automatic)", "IsoCLIP (held-out)"):
+        out[f"{prefix}_hit_{METHOD_KEYS[m]}"] = hits[m]
+    return out
 
 
 def grid_stride_for(model: str, pretrained: str | None = None, *, device: str = "cpu") -> int:
