@@ -174,3 +174,17 @@ def test_suite_rows_of_the_cross_style_set(tmp_path, monkeypatch, one_thread) ->
     assert values["cross_hit_clip"] == pytest.approx(100 * float(hit))
     with pytest.raises(ValueError, match="gallery of its own"):
         _slice(None, suites.rows_in_whole("emoji/cross-style", "image", emoji=CFG))  # type: ignore[arg-type]
+
+
+def test_cross_style_summary_states_the_values() -> None:
+    from isoclip.studies.suite_report import cross_style_summary
+
+    assert cross_style_summary({}) == ""
+    values = {"cross_clip": 41.25, "cross_delta": -0.5, "cross_label": "style = Noto → Twemoji",
+              "cross_n": 11, "cross_dropped": 1, "cross_all_clip": 60.0, "cross_all_delta": 0.25,
+              "cross_hit_clip": 27.3, "cross_hit_heldout": 18.2, "cross_hit_auto": 9.1}
+    s = cross_style_summary(values)
+    for piece in ("On the emoji model trained here", "the 11 Noto query images", "1 emoji left",
+                  "CLIP 41.2 mAP", "against 60.0", "by -0.50", "whole set: +0.25",
+                  "27.3 % of the queries with CLIP", "18.2 % with the held-out", "9.1 % with"):
+        assert piece in s, piece

@@ -29,7 +29,7 @@ from isoclip.studies.suite import (
 )
 
 __all__ = ["FAMILY_SCOPES", "LABEL_FREE_GOAL", "METHOD_KEYS", "TASK_TAGS", "cross_style_glue",
-           "cross_style_hits", "example_set", "examples_figure", "family_label",
+           "cross_style_hits", "cross_style_summary", "example_set", "examples_figure", "family_label",
            "grid_stride_for", "headline_table", "inversion_gain", "same_item_hits",
            "suite_by_task", "suite_glue", "suite_result_rows", "suite_summary"]
 
@@ -391,6 +391,32 @@ def cross_style_glue(study: SuiteStudy, name: str = "emoji/cross-style", *,
     for m in ("CLIP", "IsoCLIP (automatic)", "IsoCLIP (held-out)"):
         out[f"{prefix}_hit_{METHOD_KEYS[m]}"] = hits[m]
     return out
+
+
+def cross_style_summary(values: Mapping[str, Any], *, prefix: str = "cross") -> str:
+    """A Markdown paragraph on the cross-style row from :func:`cross_style_glue` values
+    (``""`` without them: a run without the set), scoped to the emoji model."""
+    if f"{prefix}_clip" not in values:
+        return ""
+
+    def v(name: str, fmt: str = "") -> str:
+        return format(values[f"{prefix}_{name}"], fmt)
+
+    dropped = int(values[f"{prefix}_dropped"])
+    s = (f"On the emoji model trained here, the {v('n')} Noto query images searched against "
+         f"the gallery drawn in Twemoji (row *{v('label')}*; "
+         f"{dropped} emoji left out for lack of a Twemoji image) give CLIP "
+         f"{v('clip', '.1f')} mAP")
+    if f"{prefix}_all_clip" in values:
+        s += (f", against {v('all_clip', '.1f')} when both sides are Noto (the whole-set "
+              f"row), and the held-out band changes it by {v('delta', '+.2f')} (whole set: "
+              f"{v('all_delta', '+.2f')})")
+    else:
+        s += f", and the held-out band changes it by {v('delta', '+.2f')}"
+    return s + (f". The identical emoji in the other artwork is ranked first for "
+                f"{v('hit_clip', '.1f')} % of the queries with CLIP, "
+                f"{v('hit_heldout', '.1f')} % with the held-out band and "
+                f"{v('hit_auto', '.1f')} % with the automatic band.")
 
 
 def grid_stride_for(model: str, pretrained: str | None = None, *, device: str = "cpu") -> int:
