@@ -109,6 +109,9 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     # Figures must be rendered into the notebook (image/png outputs): a non-inline backend
     # inherited from the environment (e.g. MPLBACKEND=Agg) would leave glued figures empty.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # Idle OpenMP threads of a kernel sleep instead of spinning: chapters running side by side
+    # (or beside a training) then do not slow each other down; the numbers do not depend on it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out_dir = Path(out).absolute()  # relative to the current directory
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = notebook_paths(only)
