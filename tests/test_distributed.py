@@ -146,6 +146,63 @@ def test_interrupted_inversion_resumes_without_recomputing(image_targets, tiny, 
                                                                 reference.features)
 
 
+_SHARING_PROCESS = r"""
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from isoclip.baselines import inversion
+from isoclip.models.loading import load_model
+from isoclip.studies.inversion import invert
+
+me, other, out = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+tiny = load_model("isoclip-tiny-vit", seed=0)
+gen = torch.Generator().manual_seed(3)
+x = torch.randn(7, 3, tiny.image_size, tiny.image_size, generator=gen)
+with torch.no_grad():
+    targets = tiny.model.encode_image(x)
+calls = []
+real_oti = inversion.oti
+
+def slow_oti(*args, **kwargs):  # a batch long enough for the other process to move on
+    calls.append(kwargs["seed"] - inversion.SEED)
+    time.sleep(1.0)
+    return real_oti(*args, **kwargs)
+
+inversion.oti = slow_oti
+me.touch()
+while not other.exists():  # both start the run together
+    time.sleep(0.01)
+res = invert(tiny, targets, "OTI", steps=3, snapshot_steps=(0, 3), batch_size=2)
+torch.save({"calls": calls, "features": res.features, "losses": res.losses}, out)
+"""
+
+
+def test_two_processes_share_the_batches_of_one_run(image_targets, tiny, isolated_cache,
+                                                     tmp_path) -> None:
+    """Two processes asking for the same inversion at once (two chapters of a parallel build)
+    compute each batch once between them, and both return the one-process result."""
+    targets = image_targets(tiny, 7, 3)  # the processes' targets: 4 batches of 2, 2, 2, 1
+    reference = invert(tiny, targets, "OTI", cache=False, steps=3, snapshot_steps=(0, 3),
+                       batch_size=2)
+    env = {**os.environ, "ISOCLIP_CACHE": str(isolated_cache), "OMP_NUM_THREADS": "1"}
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    outs = [tmp_path / "out0.pt", tmp_path / "out1.pt"]
+    procs = [subprocess.Popen([sys.executable, "-c", _SHARING_PROCESS, str(ready[i]),
+                               str(ready[1 - i]), str(outs[i])], env=env, cwd=ROOT)
+             for i in (0, 1)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    runs = [torch.load(o, weights_only=True) for o in outs]
+    calls = [set(r["calls"]) for r in runs]
+    assert calls[0] | calls[1] == {0, 1, 2, 3}
+    assert not calls[0] & calls[1]  # no batch computed twice
+    assert calls[0] and calls[1]  # both worked
+    for r in runs:
+        assert torch.equal(r["features"], reference.features)
+        assert torch.equal(r["losses"], reference.losses)
+    assert not list((isolated_cache / BATCH_KIND).glob("*"))  # merged: batch entries dropped
+
+
 # ---------------------------------------------------------------------------------------------
 # torchrun, 2 gloo processes == 1 process
 

@@ -24,6 +24,14 @@ runs it as a sequence of independent batches and keeps each finished batch:
   single-process run (bitwise on CPU at equal thread counts). Finished batches are found in
   every rank's cache, so the ranks need not share a file system.
 
+* **Processes sharing a run.** Two processes asking for the same run at once (two chapters
+  of a parallel build) split its batches instead of computing each of them twice: a batch is
+  computed under a lock on its entry (:func:`isoclip.common.cache.try_key_lock`); a process
+  that finds the lock held moves on to the next batch and, once it has no other batch left,
+  waits for that lock and loads what the other process stored (``InversionRun.shared``). A
+  batch is the same call whichever process runs it, so the result does not depend on the
+  split; a process that finds the run already merged returns the merged entry.
+
 The merged payload: ``features`` [N, d] and ``snapshots`` {step: [N, d]} (float32, CPU),
 ``losses`` [steps] float64 (mean over the N targets of each batch's loss, batches weighted by
 their size), ``final_cos`` [N] (cosine of each inverted feature with its target) and
@@ -35,6 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,9 +56,11 @@ from isoclip.common import dist
 from isoclip.common.cache import (
     CACHE_FORMAT_VERSION,
     entry_paths,
+    key_lock,
     load_verified,
     save_entry,
     stable_hash,
+    try_key_lock,
 )
 from isoclip.common.threads import torch_threads
 
@@ -75,12 +86,15 @@ class InversionRun:
         computed: indices of the batches this process optimised in this call.
         resumed: indices of the batches loaded from per-batch entries of an earlier,
             interrupted run (by any rank).
+        shared: indices of the batches another process computed while this call ran (see
+            "Processes sharing a run" in the module docstring).
     """
 
     payload: dict[str, Any]
     from_cache: bool
     computed: tuple[int, ...]
     resumed: tuple[int, ...]
+    shared: tuple[int, ...] = ()
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -96,14 +110,17 @@ def batch_key_material(key_material: dict[str, Any], k: int, start: int,
     return {"what": "inversion-batch", "run": key_material, "batch": k, "rows": [start, stop]}
 
 
+def _entry_paths(kind: str, material: dict[str, Any]) -> tuple[Path, Path]:
+    return entry_paths(kind, stable_hash({"format": CACHE_FORMAT_VERSION, **material}))
+
+
 def _has_entry(kind: str, material: dict[str, Any]) -> bool:
-    key = stable_hash({"format": CACHE_FORMAT_VERSION, **material})
-    return all(p.exists() for p in entry_paths(kind, key))
+    return all(p.exists() for p in _entry_paths(kind, material))
 
 
 def _drop_entry(kind: str, material: dict[str, Any]) -> None:
-    key = stable_hash({"format": CACHE_FORMAT_VERSION, **material})
-    for p in entry_paths(kind, key):
+    pt, man = _entry_paths(kind, material)
+    for p in (pt, man, pt.with_suffix(".lock")):
         p.unlink(missing_ok=True)
 
 
@@ -219,17 +236,20 @@ def run_inversion(
             parts[k] = part
 
     computed: list[int] = []
+    shared: list[int] = []
     model_was_training = model.training
     model.eval()
     rows = sum(b - a for a, b in (bounds[k] for k in mine))
     done = sum(p["n"] for p in parts.values())
     desc = hp["method"] + (f" rank {dist.rank()}/{dist.world_size()}" if dist.is_distributed()
                            else "")
+    merged_elsewhere: dict[str, Any] | None = None
     try:
         with torch_threads(num_threads), tqdm(
                 total=rows + done, initial=done, desc=desc, unit="query", leave=False,
                 disable=not (progress and dist.is_main()), dynamic_ncols=True) as bar:
-            for k in sorted(mine):
+
+            def compute(k: int) -> None:
                 a, b = bounds[k]
                 parts[k] = _invert_batch(model, tokenizer, targets[a:b], hp, k)
                 if cache:
@@ -240,8 +260,45 @@ def run_inversion(
                     bar.set_postfix(loss=f"{float(parts[k]['losses'][-1]):.4f}")
                 if on_batch is not None:
                     on_batch(k)
+
+            def finished_elsewhere(k: int) -> bool:
+                """Batch k (or the whole run) stored by another process: take it."""
+                nonlocal merged_elsewhere
+                part = load_verified(BATCH_KIND, keys[k])
+                if part is not None:
+                    parts[k] = part
+                    shared.append(k)
+                    bar.update(part["n"])
+                    return True
+                if not dist.is_distributed():  # the run was merged (batch entries dropped)
+                    merged_elsewhere = load_verified(MERGED_KIND, key_material)
+                return merged_elsewhere is not None
+
+            if not cache:
+                for k in sorted(mine):
+                    compute(k)
+            else:  # a batch another process is computing is taken up after the others
+                waiting = []
+                for k in sorted(mine):
+                    with try_key_lock(_entry_paths(BATCH_KIND, keys[k])[0]) as got:
+                        if got is False:
+                            waiting.append(k)
+                        elif not finished_elsewhere(k):
+                            compute(k)
+                    if merged_elsewhere is not None:
+                        break
+                for k in waiting:
+                    if merged_elsewhere is not None:
+                        break
+                    with key_lock(_entry_paths(BATCH_KIND, keys[k])[0]):
+                        if not finished_elsewhere(k):
+                            compute(k)
     finally:
         model.train(model_was_training)
+
+    if merged_elsewhere is not None:
+        return InversionRun(payload=merged_elsewhere, from_cache=True, computed=tuple(computed),
+                            resumed=tuple(sorted(holder)), shared=tuple(shared))
 
     gathered = dist.gather(parts)
     merged = None
@@ -254,7 +311,7 @@ def run_inversion(
             save_entry(MERGED_KIND, key_material, merged)
     merged = dist.broadcast(merged)
     if cache:  # the merged entry holds every batch now
-        for k in set(local) | set(computed):
+        for k in set(local) | set(computed) | set(shared):
             _drop_entry(BATCH_KIND, keys[k])
     return InversionRun(payload=merged, from_cache=False, computed=tuple(computed),
-                        resumed=tuple(sorted(holder)))
+                        resumed=tuple(sorted(holder)), shared=tuple(shared))

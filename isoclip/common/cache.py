@@ -227,6 +227,33 @@ def key_lock(payload_path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def try_key_lock(payload_path: Path) -> Iterator[bool | None]:
+    """:func:`key_lock` without waiting: yields True when this process now holds the lock on
+    ``<key>.lock``, False when another process holds it, None when no lock can be taken (an
+    unwritable cache, or no ``fcntl``). Lets several processes share the entries of one long
+    computation instead of waiting for each other (see
+    :func:`isoclip.baselines.inversion_runner.run_inversion`)."""
+    if fcntl is None:
+        yield None
+        return
+    try:
+        payload_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(payload_path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def remove_stale_temporaries(folder: Path, key: str | None = None,
                              max_age: float = STALE_TMP_SECONDS) -> list[Path]:
     """Delete temporaries (``.<name>.<random>.tmp``) of dead writers in ``folder``.
