@@ -25,7 +25,7 @@ FAKE_RESULTS ?= _build/fake-results
 MATHJAX_VERSION := 3.2.2
 # parallelism: `make models JOBS=n` (default: every core), `make test TEST_JOBS=n`
 JOBS ?=
-# notebooks executed at once by `make notebooks` (default: one per core; models load, never train)
+# cores of `make notebooks` (default: one per core; chapters and the models' trainings share them)
 NOTEBOOK_JOBS ?= $(or $(JOBS),$(shell nproc 2>/dev/null || echo 1))
 TEST_JOBS ?= auto
 # emoji images and names of the emoji model (npm, fetched like MathJax; outside the repository)
@@ -84,9 +84,11 @@ emoji-data: $(EMOJI_DATA) ## Fetch the emoji images and names (npm emoji-datasou
 models: $(STAMP) $(EMOJI_DATA) ## Train the book's missing models in parallel (JOBS=cores; isoclip.studies.manifest)
 	$(PY) -m isoclip.studies.manifest $(if $(JOBS),--jobs $(JOBS))
 
-# the default set only loads models (`make models` first); other sets may train in the notebook
-notebooks: $(STAMP) $(EMOJI_DATA) $(if $(filter default,$(PARAMS)),models) ## Execute every notebook with papermill (PARAMS=default)
-	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing) --jobs $(NOTEBOOK_JOBS) --params "$$PARAMS" --out "$(NOTEBOOKS_OUT)" $(if $(DATA_ROOT),--set "data_root=$$DATA_ROOT")
+# the default set: the manifest's missing models train in the same run, on the same cores, each
+# chapter starting once its models are in the cache (chapters only load); other sets may train
+# in the notebook
+notebooks: $(STAMP) $(EMOJI_DATA) ## Execute every notebook with papermill (PARAMS=default: and train the missing models beside them)
+	$(PY) -m isoclip.notebooks $(if $(filter-out default,$(PARAMS)),--train-missing,--models) --jobs $(NOTEBOOK_JOBS) --params "$$PARAMS" --out "$(NOTEBOOKS_OUT)" $(if $(DATA_ROOT),--set "data_root=$$DATA_ROOT")
 
 book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebooks (embedded default)
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going

@@ -13,8 +13,10 @@ Stages are make targets run in the order of CI, each without remaking the previo
 venv       ``make venv``: the virtual environment with the pinned dependencies
 test       ``make test``: the test suite (pytest-xdist, one worker per core)
 data       ``make emoji-data`` (when the Makefile has it): data fetched from npm
-models     ``make models``: every model of the manifest, one training process per core
-notebooks  ``make notebooks`` without remaking the models: papermill, one chapter at a time
+models     ``make models``: every model of the manifest before any chapter (not in the default
+           stages: ``make notebooks`` trains the missing models beside the chapters)
+notebooks  ``make notebooks``: the chapters (papermill, one per core) and, with the default
+           parameter set, the trainings of the missing models on the same cores
 book       ``make book`` without re-running the notebooks: MathJax and ``jupyter-book build``
 =========  ==================================================================================
 
@@ -95,8 +97,9 @@ def run_all(clone: Path, stages: list[str], env: dict[str, str], log: Path,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
-                    help="stages to time, in this order (default: all)")
+    ap.add_argument("--stages", nargs="+", default=[s for s in STAGES if s != "models"],
+                    choices=STAGES, help="stages to time, in this order (default: all but "
+                    "models, which the notebooks stage trains)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="cores for the models and test stages (default: every core)")
     ap.add_argument("--reuse-venv", action="store_true",

@@ -28,24 +28,28 @@ import argparse
 import ast
 import contextlib
 import difflib
+import functools
 import os
 import re
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from isoclip.common.schedule import Task
 from isoclip.common.types import Modality
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PARAMS_DIR = NOTEBOOK_DIR / "params"
+#: Wall seconds of each chapter and training on a cold build (a scheduling hint, committed;
+#: ``<out>/.durations.json`` of the previous run takes precedence).
+DURATIONS_HINT = NOTEBOOK_DIR / "durations.json"
 
 
 def load_params(name_or_path: str) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def _parse_value(text: str) -> Any:
 
 def run(params: str = "default", out: str | Path = "executed", only: list[str] | None = None,
         overrides: dict[str, Any] | None = None, kernel: str = "python3",
-        train_missing: bool = False, jobs: int = 1) -> list[Path]:
+        train_missing: bool = False, jobs: int = 1, models: bool = False) -> list[Path]:
     """Execute the selected notebooks; returns the written paths (in chapter order).
 
     The notebooks only load trained models (``make models`` trains them beforehand, see
@@ -101,6 +105,14 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     (``<out>/.durations.json``), which keeps the slowest chapter from starting last. A
     failing notebook stops the run: the others that already started finish, none is started
     after it, and its error is raised.
+
+    ``models=True`` trains the missing models of the manifest in the same run, on the same
+    ``jobs`` cores (a two-thread training takes two), in spawned processes with the thread
+    count each model's weights were trained with: a chapter starts as soon as the models it
+    loads (the manifest's ``used_by``) are in the cache, so chapters run while the other models
+    train. Trainings and chapters start by longest remaining path
+    (:func:`isoclip.common.schedule.run_tasks`; durations of the previous run, else the
+    committed ``notebooks/durations.json``).
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs: expected a positive int (notebooks run at once), got {jobs!r}")
@@ -117,42 +129,72 @@ def run(params: str = "default", out: str | Path = "executed", only: list[str] |
     sources = notebook_paths(only)
     durations_file = out_dir / ".durations.json"
     durations = _read_durations(durations_file)
-    order = sorted(sources, key=lambda src: -durations.get(src.stem, 0.0))
+    hint = _read_durations(DURATIONS_HINT)
 
+    def estimate(name: str) -> float:
+        return durations.get(name, hint.get(name, 0.0))
+
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from isoclip.common.schedule import run_tasks
     from isoclip.training.trainer import MODELS_ONLY_ENV
 
     with tempfile.TemporaryDirectory(prefix="isoclip-notebooks-") as tmp, \
-            _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"):  # read by the kernels
-        stop = threading.Event()  # set by the first failure: nothing starts after it
+            _environ(MODELS_ONLY_ENV, "0" if train_missing else "1"), \
+            ThreadPoolExecutor(max_workers=jobs) as threads, \
+            contextlib.ExitStack() as stack:  # the environment is read by the kernels
+        model_tasks, needs = (_model_tasks(jobs, estimate, {s.stem for s in sources}, stack)
+                              if models else ([], {}))
 
-        def execute(src: Path) -> float | None:
-            if stop.is_set():
-                return None
-            try:
-                return _execute_one(src, plan[src.stem], out_dir, Path(tmp), kernel)
-            except BaseException:
-                stop.set()
-                raise
+        def notebook_task(src: Path) -> Task:
+            def start() -> Future[float]:
+                return threads.submit(_execute_one, src, plan[src.stem], out_dir, Path(tmp),
+                                      kernel)
+            return Task(src.stem, start, needs=needs.get(src.stem, frozenset()),
+                        estimate=estimate(src.stem))
 
-        if jobs == 1:
-            for src in order:
-                durations[src.stem] = _execute_one(src, plan[src.stem], out_dir, Path(tmp),
-                                                   kernel)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+        def done(task: Task, result: Any, seconds: float) -> None:
+            if task.name.startswith("model:"):
+                from isoclip.studies.manifest import trained_line
 
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                futures = {src: pool.submit(execute, src) for src in order}
-            errors = [e for e in (f.exception() for f in futures.values()) if e is not None]
-            for src, f in futures.items():
-                seconds = None if f.exception() is not None else f.result()
-                if seconds is not None:
-                    durations[src.stem] = seconds
-            if errors:
-                _write_durations(durations_file, durations)
-                raise errors[0]
-    _write_durations(durations_file, durations)
+                print(f"[models] {trained_line(result, [task.name[6:]])}", flush=True)
+                durations[task.name] = seconds
+            else:
+                durations[task.name] = float(result)  # the notebook's own wall time
+
+        try:
+            run_tasks([*model_tasks, *(notebook_task(src) for src in sources)], jobs, done)
+        finally:
+            _write_durations(durations_file, durations)
     return [out_dir / f"{src.stem}.ipynb" for src in sources]
+
+
+def _model_tasks(jobs: int, estimate: Callable[[str], float], stems: set[str],
+                 stack: contextlib.ExitStack) -> tuple[list[Task], dict[str, frozenset[str]]]:
+    """The trainings of the manifest's missing models as tasks (one spawned process each), and
+    for each notebook the names of the training tasks it must wait for."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from isoclip.studies import manifest
+
+    todo = manifest.missing()
+    total = len(manifest.unique_models())
+    print(f"[models] {total - len(todo)} of {total} in the cache; training {len(todo)} "
+          f"beside the notebooks on {jobs} core(s)", flush=True)
+    if not todo:
+        return [], {}
+    procs = stack.enter_context(ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
+    tasks: list[Task] = []
+    needs: dict[str, frozenset[str]] = {}
+    for spec, names, _ in todo:
+        name = f"model:{spec.name}"
+        tasks.append(Task(name, functools.partial(procs.submit, manifest.train_one, spec),
+                          cores=spec.threads, estimate=estimate(name)))
+        for stem in manifest.users(names) & stems:
+            needs[stem] = needs.get(stem, frozenset()) | {name}
+    return tasks, needs
 
 
 def _execute_one(src: Path, injected: dict[str, Any], out_dir: Path, tmp: Path,
@@ -575,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("ISOCLIP_NOTEBOOK_JOBS", "1")),
                     help="notebooks executed at once, each in its own kernel (default 1, or "
                          "$ISOCLIP_NOTEBOOK_JOBS; `make notebooks` uses one per core)")
+    ap.add_argument("--models", action="store_true",
+                    help="train the manifest's missing models in the same run, each chapter "
+                         "starting once its models are trained (`make notebooks` with the "
+                         "default set)")
     ap.add_argument("--check", action="store_true",
                     help="validate the parameters of the selected notebooks, run nothing")
     args = ap.parse_args(argv)
@@ -591,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[notebooks] parameters valid: {', '.join(plan)}", flush=True)
         return 0
     run(args.params, args.out, args.only, overrides, train_missing=args.train_missing,
-        jobs=args.jobs)
+        jobs=args.jobs, models=args.models)
     return 0
 
 

@@ -200,3 +200,20 @@ def test_manifest_cli_lists_and_rejects_unknown_names(capsys) -> None:
     with pytest.raises(SystemExit):
         mf.main(["--only", "no-such-model", "--list"])
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_the_emoji_model_is_declared_for_every_chapter_that_names_emoji_sets() -> None:
+    """A chapter starts once the models it declares are trained (the notebook runner with
+    ``--models``), so a chapter that evaluates emoji sets must declare the emoji model."""
+    import re
+
+    naming = set()
+    for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.md")):
+        code = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
+        if re.search(r"""["'](?:embedded-)?emoji(?:["'/-])""", code):  # "emoji/...", "embedded-emoji"
+            naming.add(path.stem)
+    assert "01_embedded_default" in naming and "07_intra_modal_retrieval" in naming
+    # chapter 5 loads both embedded models through studies.spectrum.spectrum_models
+    assert "spectrum_models(model" in (NOTEBOOK_DIR / "05_spectrum.md").read_text()
+    assert mf.users(["emoji"]) == naming | {"05_spectrum"}
+    assert mf.users(["default", "regime-default-learned"]) >= naming

@@ -94,3 +94,45 @@ def test_cli_refuses_zero_jobs(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         notebooks.main(["--jobs", "0", "--check"])
     assert "--jobs 0" in capsys.readouterr().err
+
+
+def test_models_train_beside_the_chapters_that_do_not_need_them(
+        fake_runner: dict[str, Any], tmp_path: Path, isolated_cache: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``models=True``: the manifest's missing models train in spawned processes on the run's
+    cores, and a chapter starts only once every model it loads is in the cache."""
+    from dataclasses import replace
+
+    from isoclip.studies import manifest as mf
+    from isoclip.training import embedded
+
+    world = replace(embedded.DEFAULT_WORLD, n_train_per_class=4)
+    train = replace(embedded.DEFAULT_TRAIN, steps=3, batch_size=16, checkpoint_fracs=(0.0, 1.0))
+    models = [mf.spec("tiny-a", world, train, used_by=("02_b",)),
+              mf.spec("tiny-b", world, replace(train, seed=1), used_by=("03_c", "04_d"))]
+    monkeypatch.setattr(mf, "MODELS", models)
+    keys = {m.name: mf.cache_key(m) for m in models}
+    need = {"02_b": ["tiny-a"], "03_c": ["tiny-b"], "04_d": ["tiny-b"]}
+    seen: dict[str, list[bool]] = {}
+    execute = notebooks._execute_one
+
+    def checking(src: Path, *args: Any) -> float:
+        seen[src.stem] = [mf.is_cached(keys[n]) for n in need.get(src.stem, [])]
+        return execute(src, *args)
+
+    monkeypatch.setattr(notebooks, "_execute_one", checking)
+    (tmp_path / "out").mkdir()  # long chapters: without their needs they would start first
+    (tmp_path / "out" / ".durations.json").write_text(
+        json.dumps({"02_b": 100, "03_c": 90, "04_d": 80}))
+    notebooks.run(out=tmp_path / "out", jobs=2, models=True)
+    assert all(all(v) for v in seen.values()) and set(seen) == {"01_a", "02_b", "03_c", "04_d"}
+    assert not mf.missing()
+    out = capsys.readouterr().out
+    assert "training 2 beside the notebooks on 2 core(s)" in out
+    assert "tiny-a: trained in" in out and "tiny-b: trained in" in out
+    durations = json.loads((tmp_path / "out" / ".durations.json").read_text())
+    assert {"model:tiny-a", "model:tiny-b"} <= set(durations)
+
+    seen.clear()  # everything cached: no training, every chapter runs
+    notebooks.run(out=tmp_path / "out", jobs=2, models=True)
+    assert "training 0 beside" in capsys.readouterr().out and len(seen) == 4

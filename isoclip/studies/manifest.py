@@ -61,7 +61,10 @@ __all__ = [
     "missing",
     "spec",
     "train_missing",
+    "train_one",
+    "trained_line",
     "unique_models",
+    "users",
     "world_train_split",
 ]
 
@@ -88,8 +91,9 @@ def emoji_train_split(emoji: EmojiConfig) -> ImageDataset:
 
 
 #: The notebooks that load the emoji model (they report the emoji suite).
-_EMOJI_USERS = ("05_spectrum", "06_band_analysis", "07_intra_modal_retrieval",
-                "08_classification", "10_ablations")
+_EMOJI_USERS = ("01_embedded_default", "03_intra_modal_misalignment", "05_spectrum",
+                "06_band_analysis", "07_intra_modal_retrieval", "08_classification",
+                "10_ablations")
 
 
 @dataclass(frozen=True)
@@ -230,8 +234,9 @@ def load(name: str, models: Iterable[ModelSpec] = ()) -> TrainedModel | None:
             os.environ[MODELS_ONLY_ENV] = previous
 
 
-def _train_one(s: ModelSpec) -> dict[str, Any]:
-    """Worker: train (or load) ``s`` with ``s.threads`` torch threads into the cache."""
+def train_one(s: ModelSpec) -> dict[str, Any]:
+    """Worker: train (or load) ``s`` with ``s.threads`` torch threads into the cache (run it in
+    a spawned process: it sets the process's torch thread count)."""
     import torch
 
     os.environ.pop(MODELS_ONLY_ENV, None)
@@ -241,6 +246,19 @@ def _train_one(s: ModelSpec) -> dict[str, Any]:
     return {"name": s.name, "train_seconds": trained.train_seconds,
             "wall_seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
             "threads": torch.get_num_threads()}
+
+
+def trained_line(r: dict[str, Any], names: Sequence[str]) -> str:
+    """One progress line of a :func:`train_one` result (``names``: the entries it trained)."""
+    also = f" (= {', '.join(names[1:])})" if len(names) > 1 else ""
+    return (f"{r['name']}{also}: trained in {r['train_seconds']:.0f} s on {r['threads']} "
+            f"thread(s) ({r['cpu_seconds']:.0f} s CPU with data and loading)")
+
+
+def users(names: Sequence[str], models: Iterable[ModelSpec] = ()) -> set[str]:
+    """The notebooks (stems) that load any of the manifest entries ``names``."""
+    wanted = set(names)
+    return {u for m in (list(models) or MODELS) if m.name in wanted for u in m.used_by}
 
 
 def _fmt(seconds: float) -> str:
@@ -287,7 +305,7 @@ def train_missing(models: Iterable[ModelSpec] = (), jobs: int | None = None,
             for u in list(pending):
                 need = min(u[0].threads, jobs)
                 if need <= free:
-                    running[pool.submit(_train_one, u[0])] = (u[0], u[1], need)
+                    running[pool.submit(train_one, u[0])] = (u[0], u[1], need)
                     free -= need
                     pending.remove(u)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -299,10 +317,7 @@ def train_missing(models: Iterable[ModelSpec] = (), jobs: int | None = None,
                 work_done += s.work
                 elapsed = time.perf_counter() - t0
                 eta = elapsed / work_done * (work_total - work_done)
-                also = f" (= {', '.join(names[1:])})" if len(names) > 1 else ""
-                print(f"[models] {len(results)}/{len(todo)} {s.name}{also}: trained in "
-                      f"{r['train_seconds']:.0f} s on {r['threads']} thread(s) "
-                      f"({r['cpu_seconds']:.0f} s CPU with data and loading); elapsed "
+                print(f"[models] {len(results)}/{len(todo)} {trained_line(r, names)}; elapsed "
                       f"{_fmt(elapsed)}, ETA {_fmt(eta)}", file=out, flush=True)
     print(f"[models] done: {len(results)} model(s) in {_fmt(time.perf_counter() - t0)} "
           f"on {jobs} core(s)", file=out, flush=True)
