@@ -168,6 +168,7 @@ def test_suite_rows_of_the_cross_style_set(tmp_path, monkeypatch, one_thread) ->
     assert list(tab["kind"]) == ["whole", "whole"]
     values = cross_style_glue(st, emoji=CFG)
     assert values["cross_n"] == 11 and values["cross_dropped"] == 1
+    assert (values["cross_query_art"], values["cross_gallery_art"]) == ("Noto", "Twemoji")
     assert values["cross_clip"] == pytest.approx(cross.mean("CLIP"))
     assert values["cross_all_clip"] == pytest.approx(whole.mean("CLIP"))
     hit = (torch.argmax(s, dim=1) == torch.arange(11)).double().mean()
@@ -182,9 +183,14 @@ def test_cross_style_summary_states_the_values() -> None:
     assert cross_style_summary({}) == ""
     values = {"cross_clip": 41.25, "cross_delta": -0.5, "cross_label": "style = Noto → Twemoji",
               "cross_n": 11, "cross_dropped": 1, "cross_all_clip": 60.0, "cross_all_delta": 0.25,
-              "cross_hit_clip": 27.3, "cross_hit_heldout": 18.2, "cross_hit_auto": 9.1}
+              "cross_hit_clip": 27.3, "cross_hit_heldout": 18.2, "cross_hit_auto": 9.1,
+              "cross_query_art": "Noto", "cross_gallery_art": "Twemoji"}
     s = cross_style_summary(values)
-    for piece in ("On the emoji model trained here", "the 11 Noto query images", "1 emoji left",
-                  "CLIP 41.2 mAP", "against 60.0", "by -0.50", "whole set: +0.25",
+    for piece in ("On the emoji model trained here", "the 11 Noto query images",
+                  "drawn in Twemoji", "1 emoji left", "of a Twemoji image", "CLIP 41.2 mAP",
+                  "against 60.0 when both sides are Noto", "by -0.50", "whole set: +0.25",
                   "27.3 % of the queries with CLIP", "18.2 % with the held-out", "9.1 % with"):
         assert piece in s, piece
+    del values["cross_all_clip"]
+    assert "by -0.50" in cross_style_summary(values) and "whole set" not in \
+        cross_style_summary(values)

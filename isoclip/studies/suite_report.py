@@ -376,13 +376,19 @@ def cross_style_glue(study: SuiteStudy, name: str = "emoji/cross-style", *,
     """Glue values of the cross-style row: ``<prefix>_<m>`` (mAP of each method of
     :data:`METHOD_KEYS`), ``<prefix>_delta`` (held-out − CLIP), ``<prefix>_all_clip`` /
     ``<prefix>_all_delta`` (the same-style ``emoji/all`` row, if in the study), ``<prefix>_n``,
-    ``<prefix>_dropped``, ``<prefix>_label`` and ``<prefix>_hit_<m>`` (:func:`cross_style_hits`
-    for ``clip``, ``auto``, ``heldout``)."""
+    ``<prefix>_dropped``, ``<prefix>_label``, ``<prefix>_query_art`` / ``<prefix>_gallery_art``
+    (the artworks, ``"Noto"``, ``"Twemoji"``) and ``<prefix>_hit_<m>``
+    (:func:`cross_style_hits` for ``clip``, ``auto``, ``heldout``)."""
+    from isoclip.data.emoji import ARTWORK_NAMES, load_cross_style
+
     tab = suite_table(study.task("image")).set_index("name")
     row = tab.loc[name]
     out: dict[str, Any] = {f"{prefix}_{k}": float(row[m]) for m, k in METHOD_KEYS.items()}
     out[f"{prefix}_delta"] = float(row["delta"])
     out[f"{prefix}_label"] = str(row["set"])
+    cross = load_cross_style(config.get("emoji"))
+    out[f"{prefix}_query_art"] = ARTWORK_NAMES[cross.query_style]
+    out[f"{prefix}_gallery_art"] = ARTWORK_NAMES[cross.gallery_style]
     if "emoji/all" in tab.index:
         out[f"{prefix}_all_clip"] = float(tab.loc["emoji/all", "CLIP"])
         out[f"{prefix}_all_delta"] = float(tab.loc["emoji/all", "delta"])
@@ -402,13 +408,12 @@ def cross_style_summary(values: Mapping[str, Any], *, prefix: str = "cross") -> 
     def v(name: str, fmt: str = "") -> str:
         return format(values[f"{prefix}_{name}"], fmt)
 
-    dropped = int(values[f"{prefix}_dropped"])
-    s = (f"On the emoji model trained here, the {v('n')} Noto query images searched against "
-         f"the gallery drawn in Twemoji (row *{v('label')}*; "
-         f"{dropped} emoji left out for lack of a Twemoji image) give CLIP "
-         f"{v('clip', '.1f')} mAP")
+    q, g = v("query_art"), v("gallery_art")
+    s = (f"On the emoji model trained here, the {v('n')} {q} query images searched against "
+         f"the gallery drawn in {g} (row *{v('label')}*; {v('dropped')} emoji left out for "
+         f"lack of a {g} image) give CLIP {v('clip', '.1f')} mAP")
     if f"{prefix}_all_clip" in values:
-        s += (f", against {v('all_clip', '.1f')} when both sides are Noto (the whole-set "
+        s += (f", against {v('all_clip', '.1f')} when both sides are {q} (the whole-set "
               f"row), and the held-out band changes it by {v('delta', '+.2f')} (whole set: "
               f"{v('all_delta', '+.2f')})")
     else:
