@@ -34,7 +34,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,15 +186,24 @@ def _model_tasks(jobs: int, estimate: Callable[[str], float], stems: set[str],
         return [], {}
     procs = stack.enter_context(ProcessPoolExecutor(
         max_workers=jobs, mp_context=multiprocessing.get_context("spawn")))
-    tasks: list[Task] = []
+    tasks = [Task(f"model:{spec.name}", functools.partial(procs.submit, manifest.train_one, spec),
+                  cores=spec.threads, estimate=estimate(f"model:{spec.name}"))
+             for spec, _, _ in todo]
+    return tasks, model_needs(todo, stems)
+
+
+def model_needs(models: Sequence[tuple[Any, list[str], str]], stems: set[str]
+                ) -> dict[str, frozenset[str]]:
+    """For each notebook of ``stems``, the training tasks (``"model:<name>"``) among ``models``
+    (entries of :func:`isoclip.studies.manifest.unique_models`) it must wait for: those
+    declaring it in ``used_by`` under any of their names."""
+    from isoclip.studies import manifest
+
     needs: dict[str, frozenset[str]] = {}
-    for spec, names, _ in todo:
-        name = f"model:{spec.name}"
-        tasks.append(Task(name, functools.partial(procs.submit, manifest.train_one, spec),
-                          cores=spec.threads, estimate=estimate(name)))
+    for spec, names, _ in models:
         for stem in manifest.users(names) & stems:
-            needs[stem] = needs.get(stem, frozenset()) | {name}
-    return tasks, needs
+            needs[stem] = needs.get(stem, frozenset()) | {f"model:{spec.name}"}
+    return needs
 
 
 def _execute_one(src: Path, injected: dict[str, Any], out_dir: Path, tmp: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,3 +114,40 @@ def test_bad_graphs_and_arguments() -> None:
         run_tasks([r.task("a")], 0)
     with pytest.raises(ValueError, match="cores"):
         r.task("a", cores=0)
+
+
+def test_simulate_follows_the_policy_by_hand() -> None:
+    from isoclip.common.schedule import simulate
+
+    r = Recorder()
+    tasks = [r.task("wide", cores=2, estimate=300), r.task("narrow", estimate=320),
+             r.task("x", needs=("wide",), estimate=100), r.task("y", needs=("narrow", "x"),
+                                                              estimate=50)]
+    # 2 cores: wide 0-300 on both; narrow and x start at 300; x ends 400, narrow 620; y 620-670
+    makespan, starts = simulate(tasks, 2)
+    assert makespan == 670
+    assert starts == [(0, "wide"), (300, "narrow"), (300, "x"), (620, "y")]
+    assert simulate(tasks, 8)[0] == 450  # wide beside narrow from 0; x 300-400; y 400-450
+    assert simulate(tasks, 1)[0] == 770  # one core: everything in a row
+    with pytest.raises(ValueError, match="cores"):
+        simulate(tasks, 0)
+
+
+def test_the_committed_durations_cover_the_build_and_project_it(capsys) -> None:
+    """benchmarks/build_schedule.py replays the build's schedule with notebooks/durations.json:
+    every model of the manifest and every chapter has a duration there, and the projection is
+    never below the CPU-seconds bound."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "build_schedule.py"
+    bench = runpy.run_path(str(script))
+    durations = json.loads(Path(bench["DURATIONS_HINT"]).read_text())
+    tasks = bench["graph"]({k: float(v) for k, v in durations.items()})
+    assert {t.name for t in tasks} == set(durations)  # nothing missing, nothing stale
+    for cores in (1, 2, 8):
+        makespan, starts = bench["simulate"](tasks, cores)
+        assert makespan >= sum(t.estimate * min(t.cores, cores) for t in tasks) / cores - 1e-6
+        assert len(starts) == len(tasks)
+    assert bench["main"](["--cores", "2"]) == 0
+    assert "CPU / cores" in capsys.readouterr().out

@@ -18,13 +18,14 @@ error is raised once they are done.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Task", "remaining_paths", "run_tasks"]
+__all__ = ["Task", "priority_order", "remaining_paths", "run_tasks", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,52 @@ def remaining_paths(tasks: Sequence[Task]) -> dict[str, float]:
     return path
 
 
+def priority_order(tasks: Sequence[Task], cores: int) -> list[Task]:
+    """``tasks`` from most to least urgent on ``cores`` cores: remaining path times the cores a
+    task takes (see the module docstring), ties in declaration order."""
+    path = remaining_paths(tasks)
+    order = {t.name: i for i, t in enumerate(tasks)}
+    return sorted(tasks, key=lambda t: (-path[t.name] * min(t.cores, cores), order[t.name]))
+
+
+def simulate(tasks: Sequence[Task], cores: int) -> tuple[float, list[tuple[float, str]]]:
+    """The schedule :func:`run_tasks` follows when every task takes exactly its estimate.
+
+    A projection, not a measurement: it assumes tasks side by side run as fast as alone
+    (memory bandwidth and frequency scaling make real runs slower).
+
+    Returns:
+        ``(makespan, [(start second, name), ...])`` in start order.
+    """
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise ValueError(f"cores: expected an int >= 1, got {cores!r}")
+    pending = priority_order(tasks, cores)
+    now, free = 0.0, cores
+    running: list[tuple[float, int, str, int]] = []  # (end, start index, name, cores)
+    finished: set[str] = set()
+    starts: list[tuple[float, str]] = []
+    while pending or running:
+        for t in [t for t in pending if t.needs <= finished]:
+            need = min(t.cores, cores)
+            if need > free:
+                break
+            pending.remove(t)
+            heapq.heappush(running, (now + t.estimate, len(starts), t.name, need))
+            starts.append((now, t.name))
+            free -= need
+        if not running:
+            raise ValueError("tasks: nothing can start (unfinished needs); pending: "
+                             f"{[t.name for t in pending]}")
+        now, _, name, need = heapq.heappop(running)
+        free += need
+        finished.add(name)
+        while running and running[0][0] == now:  # everything ending at the same second
+            _, _, name, need = heapq.heappop(running)
+            free += need
+            finished.add(name)
+    return now, starts
+
+
 def run_tasks(tasks: Sequence[Task], cores: int,
               on_done: Callable[[Task, Any, float], None] | None = None) -> dict[str, Any]:
     """Run ``tasks`` respecting ``needs``, at most ``cores`` cores busy.
@@ -103,9 +150,7 @@ def run_tasks(tasks: Sequence[Task], cores: int,
     """
     if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
         raise ValueError(f"cores: expected an int >= 1, got {cores!r}")
-    path = remaining_paths(tasks)
-    order = {t.name: i for i, t in enumerate(tasks)}
-    pending = sorted(tasks, key=lambda t: (-path[t.name] * min(t.cores, cores), order[t.name]))
+    pending = priority_order(tasks, cores)
     finished: dict[str, Any] = {}
     running: dict[Future[Any], tuple[Task, int, float]] = {}
     free = cores
