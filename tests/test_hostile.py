@@ -656,3 +656,16 @@ def test_projector_fingerprint_is_cheap_and_dtype_blind() -> None:
     Q = dataclasses.replace(P, W_t=P.W_t.clone())
     Q.W_t[3, 4] += 1e-6
     assert projector_fingerprint(Q) != projector_fingerprint(P)
+
+
+def test_written_files_are_readable_by_others(tmp_path: Path) -> None:
+    """Result files and cache entries are written through a private temporary file; the final
+    file gets the usual 0644, not mkstemp's 0600 (results are committed and shared)."""
+    import stat
+
+    from isoclip.common.cache import FILE_MODE, atomic_torch_save, atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "result.json", b"{}")
+    atomic_torch_save({"x": 1}, tmp_path / "entry.pt")
+    for name in ("result.json", "entry.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == FILE_MODE == 0o644

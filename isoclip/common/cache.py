@@ -84,12 +84,19 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: Permissions of every file written here (``tempfile.mkstemp`` would leave 0600: result files
+#: and caches shared with other users of the machine must stay readable).
+FILE_MODE = 0o644
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same dir + fsync + replace),
+    with permissions :data:`FILE_MODE`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -102,11 +109,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> str:
-    """``torch.save`` atomically; returns the sha256 of the written bytes."""
+    """``torch.save`` atomically (permissions :data:`FILE_MODE`); returns the sha256 of the
+    written bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
