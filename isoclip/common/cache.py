@@ -212,6 +212,18 @@ def load_verified(kind: str, key_material: dict[str, Any], root: Path | None = N
     return load_payload(pt)
 
 
+def _open_lock(payload_path: Path) -> int | None:
+    """An open descriptor of ``<key>.lock`` beside ``payload_path``, or None when no lock can
+    be taken (no ``fcntl``, or an unwritable cache)."""
+    if fcntl is None:
+        return None
+    try:
+        payload_path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(payload_path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def key_lock(payload_path: Path) -> Iterator[bool]:
     """Hold an exclusive lock on ``<key>.lock`` beside ``payload_path`` (blocks until free).
@@ -220,13 +232,8 @@ def key_lock(payload_path: Path) -> Iterator[bool]:
     ``fcntl``): the caller then proceeds unserialised. Closing the file releases the lock,
     also when the process dies.
     """
-    if fcntl is None:
-        yield False
-        return
-    try:
-        payload_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(payload_path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
+    fd = _open_lock(payload_path)
+    if fd is None:
         yield False
         return
     try:
@@ -243,13 +250,8 @@ def try_key_lock(payload_path: Path) -> Iterator[bool | None]:
     unwritable cache, or no ``fcntl``). Lets several processes share the entries of one long
     computation instead of waiting for each other (see
     :func:`isoclip.baselines.inversion_runner.run_inversion`)."""
-    if fcntl is None:
-        yield None
-        return
-    try:
-        payload_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(payload_path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
+    fd = _open_lock(payload_path)
+    if fd is None:
         yield None
         return
     try:
