@@ -194,3 +194,10 @@ def test_cross_style_summary_states_the_values() -> None:
     del values["cross_all_clip"]
     assert "by -0.50" in cross_style_summary(values) and "whole set" not in \
         cross_style_summary(values)
+
+
+def test_an_unknown_name_lists_the_cross_style_set() -> None:
+    from isoclip.data.registry import datasets_list
+
+    with pytest.raises(ValueError, match=r"emoji/cross-style \(image\)"):
+        datasets_list(["emji/cross-style"])

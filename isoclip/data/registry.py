@@ -257,7 +257,7 @@ def datasets_list(names: str | list[str] | tuple[str, ...], modality: Modality |
             raise ValueError(f"dataset {n!r}: unknown; paper datasets: {', '.join(_BY_NAME)}; "
                              f"embedded suites: {', '.join(suites.SUITES)}; embedded sets: "
                              "synthetic/world, synthetic/shape=<shape>, synthetic/colour=<colour>"
-                             ", emoji/all, emoji/category=<category>")
+                             ", emoji/all, emoji/category=<category>, emoji/cross-style (image)")
         if modality is not None and _BY_NAME[n].modality != modality:
             others = [i.name for i in available_datasets(modality)]
             raise ValueError(f"dataset {n!r} is for {_BY_NAME[n].modality} retrieval, but this "
