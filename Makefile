@@ -129,7 +129,7 @@ benchmarks: $(STAMP) ## Run the benchmark scripts (print figures; the regime stu
 	for f in $(filter-out benchmarks/regime_study.py benchmarks/build_time.py,$(wildcard benchmarks/*.py)); do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-build-time: $(STAMP) ## Time the build stages (venv, models, notebooks, book) cold and warm
+build-time: $(STAMP) ## Time the build stages (venv, test, data, notebooks with the models, book) cold and warm
 	$(PY) benchmarks/build_time.py
 
 regimes: $(STAMP) ## Regime study of chapter 13 (17 tiny models, ~75 min on 2 cores from scratch)
