@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,29 @@ def priority_order(tasks: Sequence[Task], cores: int) -> list[Task]:
     return sorted(tasks, key=lambda t: (-path[t.name] * min(t.cores, cores), order[t.name]))
 
 
+def _take_startable(pending: list[Task], finished: AbstractSet[str], free: int, cores: int,
+                    busy: bool) -> list[tuple[Task, int]]:
+    """Remove from ``pending`` (most urgent first) and return, with the cores each takes, the
+    ready tasks that start now: in order, until the first ready task that needs more cores
+    than are free (it waits for them; nothing overtakes it).
+
+    Raises:
+        ValueError: nothing is running (``busy`` False) and nothing can start.
+    """
+    out = []
+    for t in [t for t in pending if t.needs <= finished]:
+        need = min(t.cores, cores)
+        if need > free:
+            break
+        pending.remove(t)
+        out.append((t, need))
+        free -= need
+    if not out and not busy:
+        raise ValueError("tasks: nothing can start (unfinished needs); pending: "
+                         f"{[t.name for t in pending]}")
+    return out
+
+
 def simulate(tasks: Sequence[Task], cores: int) -> tuple[float, list[tuple[float, str]]]:
     """The schedule :func:`run_tasks` follows when every task takes exactly its estimate.
 
@@ -112,17 +136,10 @@ def simulate(tasks: Sequence[Task], cores: int) -> tuple[float, list[tuple[float
     finished: set[str] = set()
     starts: list[tuple[float, str]] = []
     while pending or running:
-        for t in [t for t in pending if t.needs <= finished]:
-            need = min(t.cores, cores)
-            if need > free:
-                break
-            pending.remove(t)
+        for t, need in _take_startable(pending, finished, free, cores, bool(running)):
             heapq.heappush(running, (now + t.estimate, len(starts), t.name, need))
             starts.append((now, t.name))
             free -= need
-        if not running:
-            raise ValueError("tasks: nothing can start (unfinished needs); pending: "
-                             f"{[t.name for t in pending]}")
         now, _, name, need = heapq.heappop(running)
         free += need
         finished.add(name)
@@ -157,16 +174,10 @@ def run_tasks(tasks: Sequence[Task], cores: int,
     error: BaseException | None = None
     while running or (pending and error is None):
         if error is None:
-            for t in [t for t in pending if t.needs <= finished.keys()]:
-                need = min(t.cores, cores)
-                if need > free:
-                    break  # the most urgent ready task waits for its cores
-                pending.remove(t)
+            for t, need in _take_startable(pending, finished.keys(), free, cores,
+                                           bool(running)):
                 running[t.start()] = (t, need, time.perf_counter())
                 free -= need
-        if not running:
-            raise ValueError("tasks: nothing can start (unfinished needs); pending: "
-                             f"{[t.name for t in pending]}")
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for fut in done:
             t, need, t0 = running.pop(fut)
