@@ -340,12 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--only {bad}: not in the manifest; names: {sorted(known)}")
         models = [m for m in MODELS if m.name in args.only]
     if args.list:
-        by_name = {m.name: m for m in models}
         for s, names, key in unique_models(models):
             state = "cached" if is_cached(key) else "missing"
-            users = sorted({u for n in names for u in by_name[n].used_by})
             print(f"{' = '.join(names):32s} {key[:12]} {state:7s} threads={s.threads} "
-                  f"used by {', '.join(users)}")
+                  f"used by {', '.join(sorted(users(names, models)))}")
         return 0
     train_missing(models, args.jobs)
     return 0
