@@ -13,11 +13,14 @@ MATHJAX := _static/mathjax/tex-svg.js
 # real path (make reproduce): the chapters that take a model and datasets as parameters; the
 # "Results on real models" page (20) is executed after them and renders the run's result files
 REPRO_NOTEBOOKS ?= 03 05 06 07 08 09 10
+# chapters of a real-path run executed at once: each loads the model and its features, so more
+# than one multiplies the memory of a large model (`make reproduce-fake` uses every core)
+REPRO_JOBS ?= 1
 # narrow a real-path run: DATASETS=cub2011,oxford_pets (image sets), TEXT_DATASETS=coco_text
 DATASETS ?=
 TEXT_DATASETS ?=
 # recipes read these from the environment ("$$PARAMS"): quoted there, any value is one word
-export PARAMS DATA_ROOT DATASETS TEXT_DATASETS
+export PARAMS DATA_ROOT DATASETS TEXT_DATASETS REPRO_JOBS
 # result files of real-path runs (results/<params>/<chapter>.json; committed, shown in the book)
 RESULTS_DIR ?= results
 FAKE_DATA_ROOT ?= _build/fake-data
@@ -42,6 +45,9 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@# the venv with torch's CUDA libraries measured 6.4 GB: refuse early rather than fill the disk
+	@test -d $(VENV)/lib || $(PYTHON) tools/check_disk.py $(VENV) --need-gb 7 \
+	  --what "the virtual environment $(VENV) (torch 2.14.1 with its CUDA libraries: 6.4 GB measured)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch/torchvision pinned first: pip takes them from this machine's disk (see README)
@@ -101,16 +107,17 @@ book: notebooks $(MATHJAX) ## Build the book strictly from the executed notebook
 REPRO_SET = --set "data_root=$$(cd -- "$$DATA_ROOT" && pwd)" \
 	$(if $(DATASETS),"datasets=[$$DATASETS]") $(if $(TEXT_DATASETS),"text_datasets=[$$TEXT_DATASETS]")
 
-reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> [DATASETS=a,b] -> _build/reproduce-<set>/_build/html
+reproduce: $(STAMP) ## Real path: PARAMS=<set> DATA_ROOT=<dir> [DATASETS=a,b] [REPRO_JOBS=n] -> _build/reproduce-<set>/_build/html
 	@case "$$PARAMS" in ""|.*|*[!A-Za-z0-9._-]*) false;; esac && test -f "notebooks/params/$$PARAMS.yaml" || \
 	  { echo "make reproduce: PARAMS='$$PARAMS' is not a parameter set; known sets (notebooks/params/):" \
 	    $$(cd notebooks/params && ls *.yaml | sed 's/\.yaml$$//') >&2; exit 2; }
 	@test -n "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT=<folder holding the datasets> is required (book/reproduce.md)" >&2; exit 2; }
 	@test -d "$$DATA_ROOT" || { echo "make reproduce: DATA_ROOT='$$DATA_ROOT' is not a folder" >&2; exit 2; }
+	@case "$$REPRO_JOBS" in ""|0|*[!0-9]*) echo "make reproduce: REPRO_JOBS='$$REPRO_JOBS': expected a positive number of chapters run at once" >&2; exit 2;; esac
 	$(PY) -m isoclip.notebooks --check --params "$$PARAMS" --only $(REPRO_NOTEBOOKS) $(REPRO_SET)
 	@$(MAKE) --no-print-directory "$(MATHJAX)"
 	rm -rf -- "_build/reproduce-$$PARAMS"
-	ISOCLIP_PARAMS="$$PARAMS" ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only $(REPRO_NOTEBOOKS) $(REPRO_SET)
+	ISOCLIP_PARAMS="$$PARAMS" ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only $(REPRO_NOTEBOOKS) --jobs "$$REPRO_JOBS" $(REPRO_SET)
 	ISOCLIP_RESULTS="$$(realpath -m -- "$(RESULTS_DIR)")" $(PY) -m isoclip.notebooks --params "$$PARAMS" --out "_build/reproduce-$$PARAMS/executed" --only 20 --set "runs=['$$PARAMS']"
 	$(PY) tools/reproduce_book.py "_build/reproduce-$$PARAMS" "$$PARAMS" "$$(cd -- "$$DATA_ROOT" && pwd)"
 	$(VENV)/bin/jupyter-book build "_build/reproduce-$$PARAMS" -n -W --keep-going
@@ -120,7 +127,8 @@ reproduce-fake: $(STAMP) ## CI: make reproduce on generated fake datasets with r
 	rm -rf -- "$(FAKE_DATA_ROOT)" "$(FAKE_RESULTS)"
 	$(PY) -m isoclip.data.fakes "$(FAKE_DATA_ROOT)" --n-classes 4 --per-class 3 --image-size 32 \
 	  $$($(PY) -c "from isoclip.notebooks import params_datasets as p; print(*p('fake-vit-b-32'))")
-	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR="$(FAKE_RESULTS)"
+	$(MAKE) reproduce PARAMS=fake-vit-b-32 DATA_ROOT="$(FAKE_DATA_ROOT)" RESULTS_DIR="$(FAKE_RESULTS)" \
+	  REPRO_JOBS=$(NOTEBOOK_JOBS)
 
 check-book: $(STAMP) ## Open every page of the built book in headless Chromium
 	$(PY) tools/check_book.py _build/html

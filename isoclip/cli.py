@@ -64,6 +64,16 @@ def _csv(text: str) -> list[str]:
     return items
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _methods(text: str) -> list[str]:
     items = [t.lower() for t in _csv(text)]
     unknown = [m for m in items if m not in METHODS]
@@ -404,6 +414,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         variables["DATASETS"] = args.datasets
     if args.text_datasets:
         variables["TEXT_DATASETS"] = args.text_datasets
+    if args.jobs is not None:
+        variables["REPRO_JOBS"] = str(args.jobs)
     return _run_make(repo, "reproduce", variables, args.dry_run)
 
 
@@ -510,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the parameter set's datasets)")
     p.add_argument("--text-datasets", metavar="A,B", help="caption sets of this run, "
                    "comma-separated (default: the parameter set's text_datasets)")
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help="chapters executed at once "
+                   "(default 1: each loads the model and its features, so N multiplies the "
+                   "memory of a large model)")
     p.add_argument("--repo", metavar="DIR", help="the companion's repository (as for book)")
     p.add_argument("--dry-run", action="store_true", help="print the command only")
     p.set_defaults(func=_reproduce)

@@ -283,6 +283,10 @@ def test_book_and_reproduce_dry_run(capsys: pytest.CaptureFixture[str], tmp_path
                          "--repo", str(ROOT), "--dry-run", "--datasets", "cub2011,dtd",
                          "--text-datasets", "coco_text"], capsys)
     assert code == 0 and " DATASETS=cub2011,dtd TEXT_DATASETS=coco_text" in out
+    assert "REPRO_JOBS" not in out  # the Makefile's default (one chapter at a time)
+    code, out, _ = _run(["reproduce", "fake-vit-b-32", "--data-root", str(tmp_path),
+                         "--repo", str(ROOT), "--dry-run", "--jobs", "2"], capsys)
+    assert code == 0 and out.rstrip().endswith(" REPRO_JOBS=2")
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -296,6 +300,8 @@ def test_book_and_reproduce_dry_run(capsys: pytest.CaptureFixture[str], tmp_path
     (["reproduce", "default", "--data-root", "/nonexistent", "--repo", str(ROOT)], 2,
      "--data-root"),
     (["book", "--repo", "/nonexistent", "--dry-run"], 1, "repository"),
+    (["reproduce", "default", "--data-root", "/tmp", "--jobs", "0"], 2, "--jobs"),
+    (["reproduce", "default", "--data-root", "/tmp", "--jobs", "two"], 2, "positive integer"),
 ])
 def test_exit_codes(args: list[str], code: int, message: str,
                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -331,12 +331,25 @@ def test_make_reproduce_narrows_the_datasets_and_renders_the_results_page(tmp_pa
         assert "datasets=[cub2011,oxford_pets]" in c and "text_datasets=[coco_text]" in c
         assert f"data_root={data}" in c
     assert "--check" in check and "--check" not in chapters
+    assert chapters[chapters.index("--jobs") + 1] == "1"  # REPRO_JOBS: one chapter at a time
     assert page[page.index("--only") + 1] == "20" and "runs=['fake-vit-b-32']" in page
     assert not any(a.startswith(("data_root", "datasets")) for a in page)
     book = [c for c in calls if c and c[0].endswith("reproduce_book.py")]
     assert book and lines[-1] == "jupyter-book"
-    # without the narrowing, no datasets argument: the parameter set's lists apply
+    # REPRO_JOBS reaches the chapters' run; anything but a positive number is refused first
     log.unlink()
+    assert _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
+                 f"MATHJAX={mathjax}", "REPRO_JOBS=2", venv=stub).returncode == 0
+    runs = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("[")]
+    chapters = [c for c in runs if c[:2] == ["-m", "isoclip.notebooks"]][1]
+    assert chapters[chapters.index("--jobs") + 1] == "2"
+    for bad in ("0", "two", "1 --set x=1"):
+        log.unlink(missing_ok=True)
+        res = _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
+                    f"MATHJAX={mathjax}", f"REPRO_JOBS={bad}", venv=stub)
+        assert res.returncode == 2 and f"REPRO_JOBS='{bad}'" in res.stderr
+        assert not log.exists()  # refused before any run
+    # without the narrowing, no datasets argument: the parameter set's lists apply
     assert _make(repo, "reproduce", "PARAMS=fake-vit-b-32", f"DATA_ROOT={data}",
                  f"MATHJAX={mathjax}", venv=stub).returncode == 0
     assert not any("datasets=" in a for x in log.read_text().splitlines() if x.startswith("[")
