@@ -24,16 +24,19 @@ What :func:`cached` promises:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -74,6 +77,70 @@ def stable_hash(obj: Any) -> str:
 def entry_key(key_material: dict[str, Any]) -> str:
     """The key of the entry stored for ``key_material``: its file name is ``<key>.pt``."""
     return stable_hash({"format": CACHE_FORMAT_VERSION, **key_material})
+
+
+#: (source path, mtime in ns, size) -> :func:`source_fingerprint` of that file's content.
+_SOURCE_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def _source_path(module: ModuleType | str) -> str:
+    name = module if isinstance(module, str) else module.__name__
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent package that does not exist
+        spec = None
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ValueError(f"modules: {name!r} has no Python source file")
+    return spec.origin
+
+
+def source_fingerprint(module: ModuleType | str) -> str:
+    """sha256 of a module's code without docstrings and comments.
+
+    The source is parsed, every docstring (the first statement of a module, class or function
+    body when it is a string) replaced by ``pass``, and the syntax tree unparsed
+    (:func:`ast.unparse`, which drops comments and normalises layout): a change to what the
+    module computes changes the hash; a reworded docstring or comment, or re-wrapped lines,
+    do not (a docstring added or removed does: it stands as ``pass``). Memoised per file
+    (path, modification time, size).
+
+    Args:
+        module: a module or its dotted name (it must have a ``.py`` source file).
+
+    Raises:
+        ValueError: the module has no Python source file.
+    """
+    path = _source_path(module)
+    st = os.stat(path)
+    memo = (path, st.st_mtime_ns, st.st_size)
+    if memo not in _SOURCE_FINGERPRINTS:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                body[0] = ast.Pass()
+        _SOURCE_FINGERPRINTS[memo] = hashlib.sha256(ast.unparse(tree).encode()).hexdigest()
+    return _SOURCE_FINGERPRINTS[memo]
+
+
+def code_fingerprint(modules: Sequence[ModuleType | str]) -> str:
+    """sha256 over the name and :func:`source_fingerprint` of each module, in order: the
+    code part of a cache key (a cached result is recomputed when the code of any module that
+    computes it changes, and kept when only their docstrings or comments do).
+
+    Raises:
+        ValueError: ``modules`` is empty, or one has no Python source file.
+    """
+    if not modules:
+        raise ValueError("modules: expected at least one module")
+    h = hashlib.sha256()
+    for mod in modules:
+        name = mod if isinstance(mod, str) else mod.__name__
+        h.update(f"{name}\0{source_fingerprint(mod)}\0".encode())
+    return h.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -6,7 +6,8 @@ and run the agreement rule on paired calibration data
 (:func:`isoclip.selection.rules.select_band` with ``"agreement"``). Both are pure functions of
 their tensors, so :func:`grid_sweep` and :func:`agreement_band` key the result by the content
 of every input (projector weights, features, labels; :func:`tensor_digest`), the grid, and the
-source of the code that computes it (:data:`GRID_CODE`): a rebuild of the book with nothing
+code that computes it (:data:`GRID_CODE`, without docstrings and comments:
+:func:`isoclip.common.cache.code_fingerprint`): a rebuild of the book with nothing
 changed loads them, and any change of model, data, grid or code computes them again. The
 cached values are the computed ones, bit for bit (``tests/test_grids.py``).
 """
@@ -22,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from isoclip.common.cache import cached
+from isoclip.common.cache import cached, code_fingerprint
 from isoclip.common.types import Modality, check_modality
 from isoclip.method.bands import Band
 from isoclip.method.operator import SVD
@@ -32,7 +33,7 @@ from isoclip.selection.sweep import sweep_bands
 
 __all__ = ["GRID_CODE", "agreement_band", "grid_sweep", "tensor_digest"]
 
-#: Modules whose source is part of every key (the sweep, the rule, the metrics, the operator).
+#: Modules whose code is part of every key (the sweep, the rule, the metrics, the operator).
 GRID_CODE = ("isoclip.studies.grids", "isoclip.selection.sweep", "isoclip.selection.rules",
              "isoclip.evaluate.retrieval", "isoclip.method.bands", "isoclip.method.operator",
              "isoclip.method.projectors")
@@ -60,8 +61,6 @@ def _projector_digest(P: Projectors) -> str:
 
 
 def _code() -> str:
-    from isoclip.studies.suite import code_fingerprint
-
     return code_fingerprint(GRID_CODE)
 
 

@@ -36,15 +36,14 @@ hyper-parameter (method, steps, lr, weight decay, init std, seed, R or P, templa
 placeholder, batch size, snapshot steps), :data:`INVERSION_EVAL_VERSION` (the version of the
 chunked driver), the sha256 of the
 code of :mod:`isoclip.baselines.inversion` without docstrings and comments
-(:func:`code_fingerprint`: any change to the optimisation invalidates the entries)
+(:func:`isoclip.common.cache.source_fingerprint`: any change to the optimisation invalidates
+the entries)
 and the torch version.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,6 +55,7 @@ from torch import Tensor
 
 from isoclip.baselines import inversion
 from isoclip.baselines.inversion_runner import run_inversion
+from isoclip.common.cache import source_fingerprint
 from isoclip.data.world.synthetic import SyntheticWorld
 from isoclip.evaluate.classification import evaluate_zero_shot
 from isoclip.evaluate.retrieval import evaluate, query_metrics
@@ -131,21 +131,8 @@ def _tensor_sha256(x: Tensor) -> str:
     return h.hexdigest()
 
 
-def code_fingerprint(module: Any) -> str:
-    """SHA-256 of a module's code without docstrings and comments (``ast.unparse`` of its
-    syntax tree): a change to what it computes changes the hash, a reworded docstring, a
-    comment or a moved file does not."""
-    tree = ast.parse(inspect.getsource(module))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            body[0] = ast.Pass()
-    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()
-
-
 def _inversion_code_hash() -> str:
-    return code_fingerprint(inversion)
+    return source_fingerprint(inversion)
 
 
 def _hparams(method: Method, steps: int | None, num_pseudo: int | None, lr: float,

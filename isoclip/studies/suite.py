@@ -35,8 +35,6 @@ gallery minus the query itself, and the halves of the held-out rule only split t
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +49,7 @@ from torch import Tensor
 
 from isoclip.baselines.whitening import mean_center
 from isoclip.common.cache import cached
+from isoclip.common.cache import code_fingerprint as _code_fingerprint
 from isoclip.common.threads import torch_threads
 from isoclip.common.types import check_modality
 from isoclip.data.base import ImageDataset, TextDataset
@@ -598,8 +597,8 @@ class SuiteStudy:
         return [r for r in self.results if r.modality == modality]
 
 
-#: Modules whose code changes a :class:`SetResult` (their sources make up
-#: :func:`code_fingerprint`, part of every suite cache key): the study, the band rules and
+#: Modules whose code changes a :class:`SetResult` (their code without docstrings and comments
+#: makes up :func:`code_fingerprint`, part of every suite cache key): the study, the band rules and
 #: sweep, the metrics, the operator, the baselines, the inversions, the features and the data.
 SUITE_CODE = (
     "isoclip.studies.suite", "isoclip.studies.inversion", "isoclip.selection.rules",
@@ -614,20 +613,13 @@ SUITE_CODE = (
 
 
 def code_fingerprint(modules: Sequence[str] = SUITE_CODE) -> str:
-    """sha256 over the source files of ``modules`` (name and bytes, in order).
+    """The code part of a suite cache key: :func:`isoclip.common.cache.code_fingerprint` of
+    ``modules`` (their code without docstrings and comments, in order).
 
     Raises:
         ValueError: a module without a source file.
     """
-    h = hashlib.sha256()
-    for mod in modules:
-        spec = importlib.util.find_spec(mod)
-        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-            raise ValueError(f"modules: {mod!r} has no Python source file")
-        h.update(mod.encode() + b"\0")
-        with open(spec.origin, "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()
+    return _code_fingerprint(modules)
 
 
 def _plain(obj: Any) -> Any:
