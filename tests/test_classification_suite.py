@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from isoclip.data import emoji as em
-from isoclip.data.classification import COOP_TEMPLATES, load_classification
+from isoclip.data.classification import (
+    COOP_TEMPLATES,
+    has_classification_split,
+    load_classification,
+)
 from isoclip.data.fakes import make_fake_dataset
 from isoclip.data.world.config import WorldConfig
 from isoclip.data.world.synthetic import make_world, zero_shot_prompts
@@ -92,6 +96,17 @@ def test_paper_dataset_splits_and_templates(tmp_path) -> None:
         load_classification("cub2011", tmp_path)
     with pytest.raises(ValueError, match="suite"):
         load_classification("synthetic-fine-grained")
+    # the cross-style set is retrieval only: its other artwork has no training split
+    with pytest.raises(ValueError, match="emoji/cross-style.*no train/test classification"):
+        load_classification("emoji/cross-style", emoji=EMOJI)
+
+
+def test_which_sets_have_a_classification_split() -> None:
+    yes = ["synthetic/world", "synthetic/colour=red", "emoji/all",
+           "emoji/category=food-drink", "oxford_pets", "dtd"]
+    no = ["emoji/cross-style", "cub2011", "roxford5k", "coco_text"]
+    assert [has_classification_split(n) for n in yes] == [True] * len(yes)
+    assert [has_classification_split(n) for n in no] == [False] * len(no)
 
 
 def _projectors(seed: int, d: int = 6, d_i: int = 8, d_t: int = 7, bias: bool = True
@@ -189,10 +204,12 @@ def test_suite_end_to_end_on_a_random_init_tiny_model(isolated_cache) -> None:
     from isoclip.studies.suite import InversionSettings
 
     inv = InversionSettings(per_class={"synthetic": {"image": 1}}, oti_steps=2)
-    s = classification_suite(["synthetic/world", "synthetic-shapes"], model="isoclip-tiny-vit",
-                             world=WORLD, stride=8, inversion=inv)
+    s = classification_suite(["synthetic/world", "synthetic-shapes", "cub2011"],
+                             model="isoclip-tiny-vit", world=WORLD, stride=8, inversion=inv)
     assert [r.name for r in s.results] == ["synthetic/world", "synthetic/shape=circle",
                                            "synthetic/shape=square", "synthetic/shape=star"]
+    # no train/test split: named, not run (has_classification_split; emoji/cross-style too)
+    assert s.skipped == ["cub2011"]
     whole, circle = s.results[0], s.results[1]
     assert whole.n_test == len(make_world(WORLD).query) and whole.n_classes == 6
     assert circle.n_classes == 2 and circle.n_test == 2 * 3

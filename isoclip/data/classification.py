@@ -34,10 +34,10 @@ import numpy as np
 
 from isoclip.data.base import ImageDataset
 from isoclip.data.registry import dataset_info, load_dataset
-from isoclip.data.suites import SUITES, embedded_set, is_embedded
+from isoclip.data.suites import CROSS_STYLE, SUITES, embedded_set, is_embedded
 
 __all__ = ["CLASSIFICATION_DATASETS", "COOP_TEMPLATES", "ClassificationData",
-           "load_classification"]
+           "has_classification_split", "load_classification"]
 
 #: Zero-shot template of each paper classification dataset (Cross the Gap
 #: ``src/classification/trainers.py`` ``CUSTOM_TEMPLATES``, keyed there by Dassl class name).
@@ -57,6 +57,14 @@ COOP_TEMPLATES: dict[str, str] = {
 #: The paper's classification datasets that the registry reads (the official script also
 #: takes ImageNet, which is not registered here).
 CLASSIFICATION_DATASETS: tuple[str, ...] = tuple(COOP_TEMPLATES)
+
+
+def has_classification_split(name: str) -> bool:
+    """Whether registered set ``name`` (not a suite) has a train/test split to classify: every
+    embedded set but ``emoji/cross-style`` (its gallery, the only images in the other artwork,
+    is a retrieval gallery: there is no training split in that artwork), and
+    :data:`CLASSIFICATION_DATASETS`."""
+    return (is_embedded(name) and name != CROSS_STYLE) or name in CLASSIFICATION_DATASETS
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,12 +138,16 @@ def load_classification(name: str, data_root: str | os.PathLike[str] | None = No
 
     Raises:
         ValueError: a suite, a paper dataset without a train/test split (cub2011: all -> all;
-            roxford5k / rparis6k; caption sets), or the registry's errors (unknown name,
+            roxford5k / rparis6k; caption sets), ``emoji/cross-style``, or the registry's errors (unknown name,
             missing ``data_root``); :class:`isoclip.data.DatasetNotFoundError` for missing data.
     """
     if name in SUITES:
         raise ValueError(f"dataset {name!r} is a suite; expand it with datasets_list() and "
                          "load each set")
+    if name == CROSS_STYLE:
+        raise ValueError(f"dataset {name!r}: an image→image retrieval set across artworks (Noto "
+                         "queries, a Twemoji gallery) with no train/test classification split "
+                         "in either artwork; classify 'emoji/all' or an emoji category instead")
     if not is_embedded(name):
         info = dataset_info(name)
         if name not in COOP_TEMPLATES or (info.query_split, info.gallery_split) != (

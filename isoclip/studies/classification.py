@@ -345,8 +345,9 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
             keyed by the model's fingerprint, the set and its data, the stride, the bands, the
             inversion settings and the code of :data:`CLASSIFICATION_CODE` and the suite's).
 
-    Paper datasets without a train/test split
-    (:data:`isoclip.data.classification.CLASSIFICATION_DATASETS` lists those with one) are
+    Sets without a train/test split (paper datasets not in
+    :data:`isoclip.data.classification.CLASSIFICATION_DATASETS`, and the retrieval-only
+    ``emoji/cross-style``; :func:`isoclip.data.classification.has_classification_split`) are
     skipped and named in ``skipped``, so a run over the retrieval chapters' list classifies
     what can be classified.
 
@@ -355,7 +356,11 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
     """
     from isoclip.common.cache import cached
     from isoclip.data import suites
-    from isoclip.data.classification import CLASSIFICATION_DATASETS, load_classification
+    from isoclip.data.classification import (
+        CLASSIFICATION_DATASETS,
+        has_classification_split,
+        load_classification,
+    )
     from isoclip.data.registry import datasets_list
     from isoclip.method.operator import svd
     from isoclip.selection.rules import select_band
@@ -375,11 +380,11 @@ def classification_suite(datasets: str | Sequence[str], *, model: str = "embedde
     train = emb.DEFAULT_TRAIN if train is None else train
     config = {"world": world}
     listed = datasets_list(datasets if isinstance(datasets, str) else list(datasets), **config)
-    names = [n for n in listed if suites.is_embedded(n) or n in CLASSIFICATION_DATASETS]
+    names = [n for n in listed if has_classification_split(n)]
     if not names:
         raise ValueError(f"datasets: none of {listed} has a train/test classification split; "
                          f"classification datasets: {', '.join(CLASSIFICATION_DATASETS)} and the "
-                         "embedded sets")
+                         "embedded sets but emoji/cross-style")
     bundles: dict[str, ModelBundle] = {}
     models: dict[str, tuple[Projectors, SVD, Band, Band, int]] = {}
     wholes: dict[tuple[str, str], dict[str, Any]] = {}
