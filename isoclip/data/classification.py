@@ -138,8 +138,9 @@ def load_classification(name: str, data_root: str | os.PathLike[str] | None = No
 
     Raises:
         ValueError: a suite, a paper dataset without a train/test split (cub2011: all -> all;
-            roxford5k / rparis6k; caption sets), ``emoji/cross-style``, or the registry's errors (unknown name,
-            missing ``data_root``); :class:`isoclip.data.DatasetNotFoundError` for missing data.
+            roxford5k / rparis6k; caption sets), ``emoji/cross-style``, or the registry's
+            errors (unknown name, missing ``data_root``);
+            :class:`isoclip.data.DatasetNotFoundError` for missing data.
     """
     if name in SUITES:
         raise ValueError(f"dataset {name!r} is a suite; expand it with datasets_list() and "
